@@ -1,0 +1,100 @@
+"""Insert Top-K layers after named submodules of any ``nn.Module``.
+
+Parameter names of the original layers are kept, so torchvision state dicts load
+into a model before or after surgery alike: inside an ``nn.Sequential`` the Top-K
+layer is added beside its target under the name ``"<target>_topk"``; a target that
+is itself an ``nn.Sequential`` (ResNet's ``layer2``) gets it appended as ``"topk"``.
+Any other target is wrapped as ``nn.Sequential(target, topk)``, which adds ``.0``
+to its parameter names.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from torch import nn
+
+from topkshape.ops import TopK, TopKMeanReplace, check_fraction
+
+Mode = Literal["topk", "non_topk", "mean_replace"]
+MODES: tuple[str, ...] = ("topk", "non_topk", "mean_replace")
+
+
+def make_topk_layer(fraction: float, mode: Mode = "topk") -> nn.Module:
+    """The Top-K layer for ``mode``: Eq. 1, its complement, or Eq. 2."""
+    if mode == "mean_replace":
+        return TopKMeanReplace(fraction)
+    if mode in ("topk", "non_topk"):
+        return TopK(fraction, keep=mode)
+    raise ValueError(f"Top-K mode must be one of {MODES}, got {mode!r}")
+
+
+def _resolve_spec(spec: Mapping[str, float] | Sequence[str], fraction: float | None) -> dict[str, float]:
+    if isinstance(spec, Mapping):
+        if fraction is not None:
+            raise ValueError("give fractions in the spec mapping or as fraction=, not both")
+        return {str(name): check_fraction(value) for name, value in spec.items()}
+    if isinstance(spec, str):
+        raise ValueError(f"spec must be a mapping or a list of module names, got the string {spec!r}")
+    if fraction is None:
+        raise ValueError("a list of module names needs fraction=")
+    return {str(name): check_fraction(fraction) for name in spec}
+
+
+def _split(name: str) -> tuple[str, str]:
+    parent, _, child = name.rpartition(".")
+    return parent, child
+
+
+def insert_topk(
+    model: nn.Module,
+    spec: Mapping[str, float] | Sequence[str],
+    *,
+    fraction: float | None = None,
+    mode: Mode = "topk",
+) -> nn.Module:
+    """Put a Top-K layer after each named submodule; returns ``model`` (modified in place).
+
+    ``spec`` is ``{"layer2": 0.2}`` or ``["features.2", "features.5"]`` with
+    ``fraction=``. Names are those of ``model.named_modules()``; an unknown name
+    raises ValueError listing the valid ones nearby.
+    """
+    targets = _resolve_spec(spec, fraction)
+    modules = dict(model.named_modules())
+    for name in targets:
+        if name not in modules or name == "":
+            known = ", ".join(n for n in list(modules)[1:40])
+            raise ValueError(f"no submodule named {name!r} in {type(model).__name__} (some names: {known})")
+    # Work from the last target backwards so earlier insertions do not move later ones.
+    for name, frac in reversed(list(targets.items())):
+        layer = make_topk_layer(frac, mode)
+        parent_name, child = _split(name)
+        parent = model.get_submodule(parent_name) if parent_name else model
+        target = parent.get_submodule(child)
+        if isinstance(parent, nn.Sequential):
+            items: list[tuple[str, nn.Module]] = []
+            for key, module in parent.named_children():
+                items.append((key, module))
+                if key == child:
+                    items.append((f"{child}_topk", layer))
+            _replace_children(parent, items)
+        elif isinstance(target, nn.Sequential):
+            target.add_module("topk", layer)
+        else:
+            setattr(parent, child, nn.Sequential(OrderedDict([("0", target), ("topk", layer)])))
+    return model
+
+
+def _replace_children(sequential: nn.Sequential, items: list[tuple[str, nn.Module]]) -> None:
+    """Rebuild an ``nn.Sequential``'s children in a new order, keeping the same object."""
+    for key in list(sequential._modules):
+        del sequential._modules[key]
+    for key, module in items:
+        sequential.add_module(key, module)
+
+
+def topk_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The Top-K layers of ``model`` by qualified name (for masks and reporting)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, (TopK, TopKMeanReplace))}
