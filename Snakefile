@@ -1,15 +1,55 @@
 # topkshape workflow: reproduces Li et al. (NeurIPS 2023) from data to tables and figures.
-# The stages live in rules/<stage>.smk; the logic they call lives in src/topkshape.
-from snakemake.utils import validate
+# This file only sets up (configuration, validation, wildcard constraints, shared paths) and
+# includes one rules/<stage>.smk per stage; the logic lives in src/topkshape.
+import sys
 
-configfile: "config.yaml"
+from topkshape.config import validate_config
+from topkshape.errors import ConfigError
 
-validate(config, "config/schema.yaml")
+
+# The embedded default, unless --configfile names another (a whole config, not a patch:
+# Snakemake would otherwise merge their dicts, e.g. the class lists of both).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+try:
+    config.update(validate_config(config))
+except ConfigError as err:
+    sys.exit(f"topkshape: {err}")
+
+EXP = config["experiment"]
+DATA = f"data/{EXP}"
+RESULTS = f"results/{EXP}"
+LOGS = f"logs/{EXP}"
+SUBSETS = list(config["data"]["subsets"])
+FEWSHOT = list(config["data"]["fewshot"])
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly the configured names."""
+    return "|".join(names) if names else "(?!)"
+
+
+wildcard_constraints:
+    subset=one_of(SUBSETS),
+    fewshot=one_of(FEWSHOT),
+
+
+DATA_TARGETS = (
+    expand(f"{DATA}/{{subset}}", subset=SUBSETS)
+    + expand(f"{DATA}/{{subset}}-stylized", subset=SUBSETS)
+    + expand(f"{DATA}/fewshot/{{fewshot}}", fewshot=FEWSHOT)
+)
+
 
 include: "rules/common.smk"
+include: "rules/data.smk"
 
 
 rule all:
     input:
         "results/environment.txt",
+        DATA_TARGETS,
     default_target: True

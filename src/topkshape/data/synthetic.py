@@ -1,0 +1,160 @@
+"""Write the embedded default's datasets in torchvision ImageFolder layout.
+
+Mirrors what the ImageNet extraction writes for the paper config (``train/<class>``,
+``val/<class>``, ``manifest.csv``, ``classes.csv``), so downstream rules do not care
+which produced a subset. The cue-conflict set stands where the paper has its AdaIN-
+stylized validation set and records each image's texture class in ``styles.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from topkshape.atomic import atomic_directory
+from topkshape.data.shapes import SHAPES, TEXTURES, RenderSpec, render
+from topkshape.errors import ConfigError
+
+HOME_TEXTURE: dict[str, str] = dict(zip(SHAPES, TEXTURES))
+"""Each shape class's own texture: the i-th texture for the i-th shape."""
+
+
+def _image_seed(seed: int, *parts: object) -> int:
+    """A per-image seed from stable hashes, so images do not depend on render order."""
+    words = [seed] + [zlib.crc32(str(p).encode()) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def check_classes(classes: Sequence[str]) -> None:
+    unknown = [c for c in classes if c not in SHAPES]
+    if unknown:
+        raise ConfigError(f"unknown shape class {unknown[0]!r}; choose from {sorted(SHAPES)}")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ConfigError(f"a subset needs at least two distinct classes, got {list(classes)}")
+
+
+def _write_images(jobs: list[tuple[Path, RenderSpec]], threads: int, desc: str, progress: bool) -> list[str]:
+    """Render and save each (path, spec); return the SHA-1 of each written file."""
+
+    def work(job: tuple[Path, RenderSpec]) -> str:
+        path, spec = job
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render(spec).save(path, compress_level=1)
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(tqdm(pool.map(work, jobs), total=len(jobs), desc=desc, disable=not progress, leave=False))
+
+
+def training_texture(cls: str, classes: Sequence[str], correlation: float, rng: np.random.Generator) -> str:
+    """The home texture with probability ``correlation``, else another class's texture."""
+    if rng.uniform() < correlation:
+        return HOME_TEXTURE[cls]
+    others = [HOME_TEXTURE[c] for c in classes if c != cls]
+    return others[int(rng.integers(len(others)))]
+
+
+def write_shape_subset(
+    out_dir: str | Path,
+    classes: Sequence[str],
+    *,
+    image_size: int = 64,
+    train_per_class: int = 200,
+    val_per_class: int = 40,
+    texture_correlation: float = 0.9,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, int]:
+    """A classification subset: ``train/`` and ``val/`` with texture correlated to class."""
+    check_classes(classes)
+    if not 0.0 <= texture_correlation <= 1.0:
+        raise ConfigError(f"texture_correlation must be in [0, 1], got {texture_correlation!r}")
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        rows, jobs = [], []
+        for split, count in (("train", train_per_class), ("val", val_per_class)):
+            for cls in classes:
+                for i in range(count):
+                    image_seed = _image_seed(seed, split, cls, i)
+                    texture = training_texture(cls, classes, texture_correlation, np.random.default_rng(image_seed + 1))
+                    rel = f"{split}/{cls}/{cls}_{i:05d}.png"
+                    jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed)))
+                    rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
+        sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
+        manifest = pd.DataFrame(rows).assign(sha1=sha1s, status="ok")
+        manifest.to_csv(tmp / "manifest.csv", index=False)
+        _write_classes(tmp, classes)
+    return {"train": train_per_class * len(classes), "val": val_per_class * len(classes)}
+
+
+def write_cue_conflict_set(
+    out_dir: str | Path,
+    classes: Sequence[str],
+    *,
+    image_size: int = 64,
+    per_class: int = 40,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Each class's shape in the other classes' home textures, balanced over textures.
+
+    Labelled by shape (ImageFolder class = shape); ``styles.csv`` adds the texture and
+    the class whose home texture it is, so texture decisions can be scored too.
+    """
+    check_classes(classes)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        rows, jobs = [], []
+        for cls in classes:
+            others = [c for c in classes if c != cls]
+            for i in range(per_class):
+                texture_class = others[i % len(others)]
+                rel = f"{cls}/{cls}_{i:05d}-{texture_class}.png"
+                spec = RenderSpec(cls, HOME_TEXTURE[texture_class], image_size, _image_seed(seed, "conflict", cls, i))
+                jobs.append((tmp / rel, spec))
+                rows.append({"image": rel, "label": cls, "style": HOME_TEXTURE[texture_class], "texture_label": texture_class})
+        _write_images(jobs, threads, f"render {out_dir.name}", progress)
+        table = pd.DataFrame(rows)
+        table.to_csv(tmp / "styles.csv", index=False)
+        _write_classes(tmp, classes)
+    return table
+
+
+def write_fewshot_set(
+    out_dir: str | Path,
+    cls: str,
+    *,
+    count: int = 100,
+    image_size: int = 64,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+) -> int:
+    """``count`` training images of one class in its home texture (few-shot synthesis data)."""
+    check_classes([cls, next(c for c in SHAPES if c != cls)])
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        jobs, rows = [], []
+        for i in range(count):
+            rel = f"train/{cls}/{cls}_{i:05d}.png"
+            jobs.append((tmp / rel, RenderSpec(cls, HOME_TEXTURE[cls], image_size, _image_seed(seed, "fewshot", cls, i))))
+            rows.append({"path": rel, "label": cls, "split": "train", "texture": HOME_TEXTURE[cls]})
+        sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
+        pd.DataFrame(rows).assign(sha1=sha1s, status="ok").to_csv(tmp / "manifest.csv", index=False)
+        _write_classes(tmp, [cls])
+    return count
+
+
+def _write_classes(folder: Path, classes: Sequence[str]) -> None:
+    """``classes.csv`` in torchvision ImageFolder index order (sorted names)."""
+    names = sorted(classes)
+    pd.DataFrame({"index": range(len(names)), "name": names}).to_csv(folder / "classes.csv", index=False)

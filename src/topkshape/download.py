@@ -1,0 +1,116 @@
+"""Downloads that are complete, verified or absent.
+
+A file is streamed into a temporary sibling and hashed on the way; only when its
+SHA-256 matches the pinned value is it renamed to ``dest``. A wrong hash or a broken
+connection therefore never leaves a file that a later step would take as finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm.auto import tqdm
+
+from topkshape.atomic import atomic_file
+from topkshape.errors import ChecksumError, ConfigError, InputDataError
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _normalise_hash(expected: str) -> str:
+    """Accept upper case and stray whitespace, but reject a value that cannot be a SHA-256."""
+    value = expected.strip().lower()
+    if not _HEX64.fullmatch(value):
+        raise ConfigError(f"sha256 must be 64 hexadecimal characters, got {expected!r}")
+    return value
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks so large archives do not fill memory."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise InputDataError(f"cannot read {path}: {e.strerror or e}") from None
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> None:
+    """Raise :class:`ChecksumError` naming ``path`` unless its SHA-256 is ``expected``."""
+    want = _normalise_hash(expected)
+    actual = sha256_of(path)
+    if actual != want:
+        raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {want}")
+
+
+def _open(url: str, timeout: float) -> http.client.HTTPResponse | BinaryIO:
+    try:
+        return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - user-given URL by design
+    except urllib.error.HTTPError as e:
+        raise InputDataError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise InputDataError(f"cannot download {url}: {e.reason}") from None
+    except TimeoutError:
+        raise InputDataError(f"cannot download {url}: no answer within {timeout} s") from None
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise InputDataError(f"cannot download {url}: {e}") from None
+
+
+def _read(response: BinaryIO, url: str, timeout: float) -> bytes:
+    try:
+        return response.read(_CHUNK)
+    except TimeoutError:
+        raise InputDataError(f"cannot download {url}: stalled for more than {timeout} s") from None
+    except (OSError, http.client.HTTPException) as e:
+        # IncompleteRead (an HTTPException, not an OSError) means the server closed early.
+        raise InputDataError(f"cannot download {url}: connection broke ({e!r})") from None
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None,
+    *,
+    timeout: float = 60,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` and check its SHA-256; return ``dest``.
+
+    ``sha256=None`` still downloads but logs the actual hash as a warning so it can be
+    pinned: an unpinned download cannot be reproduced. On a mismatch nothing is
+    written to ``dest`` (an older file already there is left as it was).
+    """
+    final = Path(dest)
+    expected = None if sha256 is None else _normalise_hash(sha256)
+    digest = hashlib.sha256()
+    with atomic_file(final) as tmp, open(tmp, "wb") as out:
+        response = _open(url, timeout)
+        with response:
+            length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            total = int(length) if length and length.isdigit() else None
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=final.name, disable=not progress, leave=False
+            ) as bar:
+                while chunk := _read(response, url, timeout):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        actual = digest.hexdigest()
+        if expected is not None and actual != expected:
+            raise ChecksumError(f"{url} -> {final}: SHA-256 is {actual}, expected {expected}")
+    if expected is None:
+        logger.warning("no SHA-256 pinned for %s; downloaded %s has sha256 %s", url, final, actual)
+    return final

@@ -1,0 +1,89 @@
+"""The generated shape x texture data: layout, determinism, texture shortcut, cue conflict."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from topkshape.data.shapes import SHAPES, TEXTURES, RenderSpec, render, render_texture
+from topkshape.data.synthetic import HOME_TEXTURE, write_cue_conflict_set, write_fewshot_set, write_shape_subset
+from topkshape.errors import ConfigError
+
+CLASSES = ["disk", "square", "triangle"]
+
+
+def test_every_shape_and_texture_renders_and_differs():
+    images = {s: np.asarray(render(RenderSpec(s, "stripes", 32, 7))) for s in SHAPES}
+    assert all(a.shape == (32, 32, 3) for a in images.values())
+    # Same seed, same texture, different shape: the pixels differ.
+    assert len({a.tobytes() for a in images.values()}) == len(SHAPES)
+    textures = {t: np.asarray(render_texture(t, 32, 1)) for t in TEXTURES}
+    assert len({a.tobytes() for a in textures.values()}) == len(TEXTURES)
+    assert len(set(HOME_TEXTURE.values())) == len(SHAPES)
+
+
+def test_render_is_deterministic_given_the_seed():
+    a = np.asarray(render(RenderSpec("star", "dots", 48, 3)))
+    b = np.asarray(render(RenderSpec("star", "dots", 48, 3)))
+    c = np.asarray(render(RenderSpec("star", "dots", 48, 4)))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def _tree_digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_subset_layout_manifest_and_determinism_across_thread_counts(tmp_path):
+    write_shape_subset(tmp_path / "a", CLASSES, image_size=24, train_per_class=6, val_per_class=2, seed=5, threads=1, progress=False)
+    write_shape_subset(tmp_path / "b", CLASSES, image_size=24, train_per_class=6, val_per_class=2, seed=5, threads=2, progress=False)
+    assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+    for split, n in (("train", 6), ("val", 2)):
+        for cls in CLASSES:
+            files = list((tmp_path / "a" / split / cls).glob("*.png"))
+            assert len(files) == n
+            assert Image.open(files[0]).size == (24, 24)
+    manifest = pd.read_csv(tmp_path / "a" / "manifest.csv")
+    assert len(manifest) == 3 * 8
+    for row in manifest.itertuples():
+        assert hashlib.sha1((tmp_path / "a" / row.path).read_bytes()).hexdigest() == row.sha1
+    classes = pd.read_csv(tmp_path / "a" / "classes.csv")
+    assert list(classes["name"]) == sorted(CLASSES)
+
+
+def test_training_texture_follows_the_configured_correlation(tmp_path):
+    write_shape_subset(tmp_path / "s", CLASSES, image_size=16, train_per_class=150, val_per_class=1, texture_correlation=0.8, progress=False)
+    manifest = pd.read_csv(tmp_path / "s" / "manifest.csv")
+    train = manifest[manifest.split == "train"]
+    home = (train["texture"] == train["label"].map(HOME_TEXTURE)).mean()
+    assert 0.72 < home < 0.88
+
+
+def test_cue_conflict_set_puts_each_shape_in_other_classes_textures_balanced(tmp_path):
+    table = write_cue_conflict_set(tmp_path / "cc", CLASSES, image_size=16, per_class=4, progress=False)
+    assert (table["label"] != table["texture_label"]).all()
+    assert (table["style"] == table["texture_label"].map(HOME_TEXTURE)).all()
+    counts = table.groupby(["label", "texture_label"]).size()
+    assert set(counts) == {2}  # 4 images over 2 other classes
+    for row in table.itertuples():
+        assert (tmp_path / "cc" / row.image).is_file() and row.image.startswith(f"{row.label}/")
+    saved = pd.read_csv(tmp_path / "cc" / "styles.csv")
+    assert list(saved.columns) == ["image", "label", "style", "texture_label"]
+
+
+def test_fewshot_set_has_the_requested_count(tmp_path):
+    write_fewshot_set(tmp_path / "fs", "star", count=7, image_size=16, progress=False)
+    assert len(list((tmp_path / "fs" / "train" / "star").glob("*.png"))) == 7
+
+
+def test_bad_classes_and_correlation_are_config_errors_and_leave_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="unknown shape class 'blob'"):
+        write_shape_subset(tmp_path / "x", ["disk", "blob"], progress=False)
+    with pytest.raises(ConfigError, match="texture_correlation"):
+        write_shape_subset(tmp_path / "x", CLASSES, texture_correlation=1.5, progress=False)
+    with pytest.raises(ConfigError, match="at least two"):
+        write_cue_conflict_set(tmp_path / "x", ["disk"], progress=False)
+    assert not (tmp_path / "x").exists()

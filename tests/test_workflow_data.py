@@ -1,0 +1,197 @@
+"""The data stage of the Snakemake DAG, run for real in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from topkshape.stylize import save_random_adain_weights
+from workflow_support import ROOT, copy_workflow, make_fake_imagenet, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+SMALL_DEFAULT = dict(
+    data__synthetic__train_per_class=4,
+    data__synthetic__val_per_class=2,
+    data__synthetic__image_size=32,
+    data__fewshot_images=3,
+    stylize__per_class=2,
+    train__image_size=32,
+)
+
+
+def test_default_data_targets_build_offline_and_a_second_run_does_nothing(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    config = write_config(work / "small.yaml", **SMALL_DEFAULT)
+    run = snakemake(work, "data", "--cores", "2", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = work / "data" / "default"
+    for subset, classes in yaml.safe_load((ROOT / "config.yaml").read_text())["data"]["subsets"].items():
+        assert sorted(p.name for p in (data / subset / "train").iterdir()) == sorted(classes)
+        assert len(list((data / subset / "val").rglob("*.png"))) == 2 * len(classes)
+        styles = pd.read_csv(data / f"{subset}-stylized" / "styles.csv")
+        assert len(styles) == 2 * len(classes) and (styles.label != styles.texture_label).all()
+    assert len(list((data / "fewshot" / "hexagon" / "train" / "hexagon").glob("*.png"))) == 3
+    assert (work / "logs" / "default" / "data" / "subset_S1.log").is_file()
+    again = snakemake(work, "data", "--cores", "2", "--configfile", str(config))
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+PAPER_WNIDS = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["data"]
+
+
+def _fake_tree(tmp_path):
+    wnids = [w for ws in PAPER_WNIDS["subsets"].values() for w in ws] + list(PAPER_WNIDS["fewshot"].values())
+    return make_fake_imagenet(tmp_path / "imagenet", wnids, train_per_class=3, val_per_class=1)
+
+
+def test_paper_config_plans_the_data_stages_with_the_adain_download(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    plan = snakemake(work, "data", "-n", "--cores", "8", "--configfile", "config/paper.yaml", "--config", f"imagenet_root={root}")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    out = plan.stdout
+    for rule, count in (("subset", 2), ("stylized", 2), ("fewshot", 4), ("adain_weights", 1), ("builtin_styles", 1)):
+        assert f"\n{rule:<15}" in out.replace("\t", " ").replace(" " * 2, " " * 2) or rule in out
+        rows = [line.split() for line in out.splitlines() if line.split()[:1] == [rule]]
+        assert rows and rows[0][1] == str(count), (rule, rows)
+
+
+def test_paper_data_stages_run_on_a_fake_imagenet_with_random_adain_weights(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    encoder, decoder = save_random_adain_weights(tmp_path / "w" / "enc.pth", tmp_path / "w" / "dec.pth")
+    config = write_config(
+        work / "paper_test.yaml",
+        base="config/paper.yaml",
+        imagenet_root=str(root),
+        data__imagenet__resize_short_side=32,
+        data__fewshot_images=2,
+        stylize__image_size=32,
+        stylize__adain__encoder_path=str(encoder),
+        stylize__adain__decoder_path=str(decoder),
+    )
+    run = snakemake(work, "data", "--cores", "2", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = work / "data" / "paper"
+    for subset, wnids in PAPER_WNIDS["subsets"].items():
+        manifest = pd.read_csv(data / subset / "manifest.csv")
+        assert set(manifest.wnid) == set(wnids) and (manifest.status == "ok").all()
+        assert len(manifest[manifest.split == "train"]) == 3 * len(wnids)
+        styles = pd.read_csv(data / f"{subset}-stylized" / "styles.csv", keep_default_na=False)
+        assert len(styles) == len(wnids) and set(styles.label) == set(wnids)
+        first = Image.open(data / f"{subset}-stylized" / styles.image[0])
+        assert min(first.size) == 32
+    for name in PAPER_WNIDS["fewshot"]:
+        assert len(list((data / "fewshot" / name).rglob("*.JPEG"))) == 2
+    assert not (work / "resources").exists()  # weights came from the config, nothing downloaded
+
+
+def test_corrupt_jpeg_in_stop_mode_fails_the_job_naming_the_file_and_leaves_no_subset(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    wnid = PAPER_WNIDS["subsets"]["S1"][0]
+    bad = root / "train" / wnid / f"{wnid}_0.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    config = write_config(
+        work / "stop.yaml", base="config/paper.yaml", imagenet_root=str(root), data__imagenet__on_corrupt="stop",
+        data__imagenet__resize_short_side=32,
+    )
+    run = snakemake(work, "data/paper/S1", "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    assert f"topkshape error: corrupt image {bad}" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (work / "data" / "paper" / "S1").exists()
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"train__topk_fraction": 1.5}, "config key 'train.topk_fraction': 1.5 is greater than the maximum of 1"),
+        ({"train__topk_fraction": 0}, "config key 'train.topk_fraction': 0 is less than or equal to the minimum of 0"),
+        ({"train__topk_fraction": "abc"}, "config key 'train.topk_fraction': 'abc' is not of type 'number'"),
+        ({"train__arch": "resnet19"}, "config key 'train.arch': 'resnet19' is not one of"),
+        ({"train__epochs": -1}, "config key 'train.epochs': -1 is less than the minimum of 1"),
+        ({"train__seeds": []}, "config key 'train.seeds': [] should be non-empty"),
+        ({"train__epoch": 5}, "config key 'train': Additional properties are not allowed ('epoch' was unexpected)"),
+        ({"data__subsets__S2": ["disk", "star"]}, "config key 'data.subsets.S2': class 'disk' is also in data.subsets.S1"),
+        ({"data__source": "imagenet"}, "config key 'imagenet_root': required when data.source is imagenet"),
+    ],
+)
+def test_bad_config_value_stops_before_any_job_with_one_line(tmp_path, changes, message):
+    work = copy_workflow(tmp_path / "wf")
+    config = write_config(work / "bad.yaml", **changes)
+    run = snakemake(work, "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.startswith("topkshape:")]
+    assert len(lines) == 1 and message in lines[0], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert not (work / "data").exists() and not (work / "results").exists()
+
+
+def test_command_line_override_is_checked_after_merging(tmp_path):
+    # Snakemake passes --config values as strings: a list given there is caught, not used.
+    work = copy_workflow(tmp_path / "wf")
+    run = snakemake(work, "-n", "--config", "train={'seeds': '[-1]'}")
+    assert run.returncode != 0
+    assert "topkshape: config key 'train.seeds': '[-1]' is not of type 'array'" in run.stderr
+
+
+def test_missing_imagenet_folder_is_named(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    missing = tmp_path / "nowhere"
+    run = snakemake(work, "-n", "--configfile", "config/paper.yaml", "--config", f"imagenet_root={missing}")
+    assert run.returncode != 0
+    assert f"topkshape: config key 'imagenet_root': ImageNet folder not found: {missing}" in run.stderr
+
+
+@pytest.fixture
+def weight_server(tmp_path):
+    """Random AdaIN weights served over HTTP on 127.0.0.1 (stands in for the release files)."""
+    import functools
+    import http.server
+    import threading
+
+    from topkshape.download import sha256_of
+
+    folder = tmp_path / "served"
+    encoder, decoder = save_random_adain_weights(folder / "vgg_normalised.pth", folder / "decoder.pth")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {"encoder_url": f"{base}/vgg_normalised.pth", "decoder_url": f"{base}/decoder.pth",
+           "encoder_sha256": sha256_of(encoder), "decoder_sha256": sha256_of(decoder)}
+    server.shutdown()
+    server.server_close()
+
+
+def _adain_config(work, root, adain):
+    return write_config(work / "dl.yaml", base="config/paper.yaml", imagenet_root=str(root),
+                        **{f"stylize__adain__{k}": v for k, v in adain.items()})
+
+
+def test_adain_weights_rule_downloads_and_verifies_the_pinned_sha256(tmp_path, weight_server):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    config = _adain_config(work, root, weight_server)
+    run = snakemake(work, "resources/adain/vgg_normalised.pth", "--cores", "1", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    from topkshape.stylize import AdaINStylizer
+
+    AdaINStylizer.from_files(work / "resources/adain/vgg_normalised.pth", work / "resources/adain/decoder.pth")
+
+
+def test_adain_weights_with_the_wrong_sha256_fail_naming_the_file_and_keep_nothing(tmp_path, weight_server):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    config = _adain_config(work, root, {**weight_server, "decoder_sha256": "0" * 64})
+    run = snakemake(work, "resources/adain/decoder.pth", "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    assert "decoder.pth: SHA-256 is" in run.stderr and "expected " + "0" * 64 in run.stderr
+    assert not (work / "resources/adain/decoder.pth").exists()

@@ -1,0 +1,74 @@
+"""Shared helpers for tests that run the Snakemake workflow in a temporary copy."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A fresh working directory holding the workflow (no outputs, no .snakemake)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SNAKEMAKE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def write_config(path: Path, base: str = "config.yaml", **changes) -> Path:
+    """Write ``base`` with nested changes given as dotted keys ``data__synthetic__seed=1``."""
+    config = yaml.safe_load((ROOT / base).read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def tiny_jpeg(seed: int, size=(40, 30)) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def make_fake_imagenet(root: Path, wnids: list[str], train_per_class: int = 3, val_per_class: int = 2) -> Path:
+    """ILSVRC2012-like tree: train/<wnid>/*.JPEG, flat val/ with LOC_val_solution.csv."""
+    (root / "val").mkdir(parents=True)
+    lines = ["ImageId,PredictionString"]
+    counter = 0
+    for i, wnid in enumerate(wnids):
+        folder = root / "train" / wnid
+        folder.mkdir(parents=True)
+        for j in range(train_per_class):
+            (folder / f"{wnid}_{j}.JPEG").write_bytes(tiny_jpeg(1000 * i + j))
+        for j in range(val_per_class):
+            counter += 1
+            stem = f"ILSVRC2012_val_{counter:08d}"
+            (root / "val" / f"{stem}.JPEG").write_bytes(tiny_jpeg(10_000 + counter))
+            lines.append(f"{stem},{wnid} 1 1 20 20 ")
+    (root / "LOC_val_solution.csv").write_text("\n".join(lines) + "\n")
+    return root
