@@ -25,6 +25,8 @@ RESULTS = f"results/{EXP}"
 LOGS = f"logs/{EXP}"
 SUBSETS = list(config["data"]["subsets"])
 FEWSHOT = list(config["data"]["fewshot"])
+VARIANTS = ["baseline", "topk", "topk_mean_rpl"]
+SEEDS = config["train"]["seeds"]
 
 
 def one_of(names):
@@ -35,6 +37,8 @@ def one_of(names):
 wildcard_constraints:
     subset=one_of(SUBSETS),
     fewshot=one_of(FEWSHOT),
+    variant=one_of(VARIANTS),
+    seed=r"\d+",
 
 
 DATA_TARGETS = (
@@ -46,10 +50,12 @@ DATA_TARGETS = (
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         "results/environment.txt",
         DATA_TARGETS,
+        rules.table1.output,
     default_target: True

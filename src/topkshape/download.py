@@ -102,7 +102,7 @@ def download_file(
             length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
             total = int(length) if length and length.isdigit() else None
             with tqdm(
-                total=total, unit="B", unit_scale=True, desc=final.name, disable=not progress, leave=False
+                total=total, unit="B", unit_scale=True, desc=final.name, disable=None if progress else True, leave=False
             ) as bar:
                 while chunk := _read(response, url, timeout):
                     out.write(chunk)

@@ -315,7 +315,7 @@ def _run_jobs(
     """Convert all jobs on ``threads`` threads (PIL releases the GIL while coding images)."""
     results: list[tuple[str, str]] = [("", "")] * len(jobs)
     pool = ThreadPoolExecutor(max_workers=threads)
-    bar = tqdm(total=len(jobs), disable=not progress, unit="img", desc="ImageNet subset")
+    bar = tqdm(total=len(jobs), disable=None if progress else True, unit="img", desc="ImageNet subset")
     try:
         futures = {
             pool.submit(_convert_image, job.source, out / job.path, short_side, jpeg_quality): index

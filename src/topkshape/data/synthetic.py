@@ -50,7 +50,7 @@ def _write_images(jobs: list[tuple[Path, RenderSpec]], threads: int, desc: str, 
         return hashlib.sha1(path.read_bytes()).hexdigest()
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        return list(tqdm(pool.map(work, jobs), total=len(jobs), desc=desc, disable=not progress, leave=False))
+        return list(tqdm(pool.map(work, jobs), total=len(jobs), desc=desc, disable=None if progress else True, leave=False))
 
 
 def training_texture(cls: str, classes: Sequence[str], correlation: float, rng: np.random.Generator) -> str:

@@ -144,7 +144,7 @@ def stylize_image_folder(
     stylizer = stylizer.to(device).eval()
     rows: list[dict[str, str]] = []
     with atomic_directory(out) as tmp, tqdm(
-        total=len(items), unit="img", desc="stylize", disable=not progress
+        total=len(items), unit="img", desc="stylize", disable=None if progress else True
     ) as bar:
         for start in range(0, len(items), batch_size):
             batch = [

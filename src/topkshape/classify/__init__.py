@@ -1,0 +1,1 @@
+"""Training and evaluating the Table 1 classifiers (baseline, Top-K, Top-K mean replacement)."""

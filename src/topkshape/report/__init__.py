@@ -1,0 +1,1 @@
+"""Tables and figures aggregated from the per-run result files."""

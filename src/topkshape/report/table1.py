@@ -1,0 +1,191 @@
+"""Table 1: clean and stylized accuracy per variant and subset, mean ± std over seeds.
+
+The main number is the final-epoch accuracy. The paper code's protocol (each set's
+best epoch, chosen on that same set, so optimistic) is reported separately. The
+paper's values sit beside ours, with the difference; a Welch t-test compares Top-K
+with the baseline on the stylized sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+from topkshape.atomic import atomic_file
+
+VARIANT_LABELS = {
+    "baseline": "ResNet-18",
+    "topk": "ResNet-18 w. Top-K during training",
+    "topk_mean_rpl": "ResNet-18 w. Top_K_Mean_Rpl during training",
+}
+SETS = ("clean", "stylized")
+
+
+def load_runs(summary_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per training run from its ``summary.json`` (path: .../<subset>/<variant>/seed<k>/)."""
+    rows = []
+    for path in map(Path, summary_paths):
+        summary = json.loads(path.read_text())
+        variant, subset = path.parent.parent.name, path.parent.parent.parent.name
+        final, best = summary["final_epoch"], summary["best_epoch"]
+        rows.append(
+            {
+                "subset": subset,
+                "variant": variant,
+                "seed": summary["settings"]["seed"],
+                "clean": 100 * final["clean_acc"],
+                "stylized": 100 * final["stylized_acc"],
+                "shape_bias": 100 * final.get("shape_bias", np.nan),
+                "texture_rate": 100 * final.get("texture_rate", np.nan),
+                "best_clean": 100 * best["clean_acc"],
+                "best_stylized": 100 * best["stylized_acc"],
+                "images_per_s": summary["mean_images_per_s"],
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["subset", "variant", "seed"], ignore_index=True)
+
+
+def aggregate(runs: pd.DataFrame, reference: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Long table: subset, variant, metric, mean, std, n, paper mean/std, difference."""
+    metrics = ["clean", "stylized", "best_clean", "best_stylized", "shape_bias", "texture_rate"]
+    rows = []
+    for (subset, variant), group in runs.groupby(["subset", "variant"], sort=True):
+        for metric in metrics:
+            values = group[metric].dropna().to_numpy()
+            if len(values) == 0:
+                continue
+            paper = (reference or {}).get(variant, {}).get(subset, {}).get(metric)
+            mean = float(values.mean())
+            rows.append(
+                {
+                    "subset": subset,
+                    "variant": variant,
+                    "metric": metric,
+                    "mean": mean,
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                    "n": len(values),
+                    "paper_mean": paper[0] if paper else np.nan,
+                    "paper_std": paper[1] if paper else np.nan,
+                    "difference": mean - paper[0] if paper else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def welch_tests(runs: pd.DataFrame, metric: str = "stylized") -> pd.DataFrame:
+    """Welch's t-test of each Top-K variant against the baseline, per subset."""
+    rows = []
+    for subset, group in runs.groupby("subset", sort=True):
+        base = group.loc[group.variant == "baseline", metric].to_numpy()
+        for variant in ("topk", "topk_mean_rpl"):
+            other = group.loc[group.variant == variant, metric].to_numpy()
+            if len(base) > 1 and len(other) > 1:
+                result = stats.ttest_ind(other, base, equal_var=False)
+                t, p = float(result.statistic), float(result.pvalue)
+            else:
+                t = p = float("nan")
+            rows.append(
+                {
+                    "subset": subset,
+                    "comparison": f"{variant} - baseline",
+                    "metric": metric,
+                    "difference": float(other.mean() - base.mean()) if len(base) and len(other) else np.nan,
+                    "t": t,
+                    "p": p,
+                    "n": f"{len(other)} vs {len(base)}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.1f} ± {std:.1f}" if not np.isnan(std) else f"{mean:.1f} (n={n})"
+
+
+def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
+    subsets = sorted(table.subset.unique())
+    lines = [f"# {title}", ""]
+
+    def block(heading: str, metric_names: dict[str, str], with_paper: bool) -> None:
+        header = ["Top-1 acc. (%)"]
+        for subset in subsets:
+            for metric, label in metric_names.items():
+                header.append(f"{subset} {label}")
+                if with_paper:
+                    header += [f"{subset} {label} (paper)", "Δ"]
+        lines.extend([f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
+        for variant in VARIANT_LABELS:
+            cells = [VARIANT_LABELS[variant]]
+            for subset in subsets:
+                for metric in metric_names:
+                    hit = table[(table.subset == subset) & (table.variant == variant) & (table.metric == metric)]
+                    if hit.empty:
+                        cells += ["–"] * (3 if with_paper else 1)
+                        continue
+                    r = hit.iloc[0]
+                    cells.append(_cell(r["mean"], r["std"], int(r["n"])))
+                    if with_paper:
+                        cells.append(_cell(r.paper_mean, r.paper_std, 3))
+                        cells.append("–" if np.isnan(r.difference) else f"{r.difference:+.1f}")
+            if len(cells) > 1:
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+
+    n_seeds = int(table["n"].max()) if len(table) else 0
+    block(f"Final epoch (main result; mean ± std over {n_seeds} seeds)", {"clean": "clean", "stylized": "stylized"}, True)
+    block("Paper code's protocol: best epoch per set, chosen on that set (optimistic)", {"best_clean": "clean", "best_stylized": "stylized"}, True)
+    if (table.metric == "shape_bias").any():
+        block("Cue-conflict decisions at the final epoch (shape bias and texture-choice rate, %)", {"shape_bias": "shape bias %", "texture_rate": "texture %"}, False)
+    lines += ["## Welch t-test on the stylized sets (final epoch)", "", "| subset | comparison | Δ acc. | t | p | runs |", "|---|---|---|---|---|---|"]
+    for r in tests.itertuples():
+        lines.append(f"| {r.subset} | {r.comparison} | {r.difference:+.1f} | {r.t:.2f} | {r.p:.3g} | {r.n} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    subsets = sorted(table.subset.unique())
+    cols = "l" + "cc" * len(subsets)
+    head = " & ".join(["Top-1 Acc. (\\%)"] + [f"{s} & Stylized-{s}" for s in subsets])
+    lines = ["\\begin{tabular}{" + cols + "}", "\\toprule", head + " \\\\", "\\midrule"]
+    for variant, label in VARIANT_LABELS.items():
+        cells = [label.replace("_", "\\_")]
+        for subset in subsets:
+            for metric in SETS:
+                hit = table[(table.subset == subset) & (table.variant == variant) & (table.metric == metric)]
+                cells.append("--" if hit.empty else _cell(hit.iloc[0]["mean"], hit.iloc[0]["std"], int(hit.iloc[0]["n"])).replace("±", "$\\pm$"))
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(summary_paths: Iterable[str | Path], reference_path: str | Path | None, out: dict[str, str | Path], title: str) -> pd.DataFrame:
+    """Write ``csv``, ``md``, ``tex`` and ``json`` (DVC metrics) outputs; return the long table."""
+    runs = load_runs(summary_paths)
+    reference = None
+    if reference_path:
+        raw = yaml.safe_load(Path(reference_path).read_text())["table1"]
+        reference = {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
+    table = aggregate(runs, reference)
+    tests = welch_tests(runs)
+    with atomic_file(out["csv"]) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_file(out["md"]) as tmp:
+        tmp.write_text(to_markdown(table, tests, title))
+    with atomic_file(out["tex"]) as tmp:
+        tmp.write_text(to_latex(table))
+    metrics = {
+        f"{r.subset}/{r.variant}/{r.metric}": {"mean": round(r.mean, 4), "std": None if np.isnan(r.std) else round(r.std, 4)}
+        for r in table.itertuples()
+    }
+    with atomic_file(out["json"]) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return table
