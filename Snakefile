@@ -5,6 +5,7 @@ import sys
 
 from topkshape.config import validate_config
 from topkshape.errors import ConfigError
+from topkshape.shape_bias.tags import sweep_tags
 
 
 # The embedded default, unless --configfile names another (a whole config, not a patch:
@@ -27,6 +28,7 @@ SUBSETS = list(config["data"]["subsets"])
 FEWSHOT = list(config["data"]["fewshot"])
 VARIANTS = ["baseline", "topk", "topk_mean_rpl"]
 SEEDS = config["train"]["seeds"]
+SB_TAGS = sweep_tags(config["shape_bias"]["fractions"], config["shape_bias"]["modes"])
 
 
 def one_of(names):
@@ -39,6 +41,8 @@ wildcard_constraints:
     fewshot=one_of(FEWSHOT),
     variant=one_of(VARIANTS),
     seed=r"\d+",
+    model=one_of(config["shape_bias"]["models"]),
+    tag=one_of(SB_TAGS),
 
 
 DATA_TARGETS = (
@@ -51,6 +55,7 @@ DATA_TARGETS = (
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/shape_bias.smk"
 
 
 rule all:
@@ -58,4 +63,5 @@ rule all:
         "results/environment.txt",
         DATA_TARGETS,
         rules.table1.output,
+        rules.shape_bias_report.output,
     default_target: True

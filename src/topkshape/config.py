@@ -87,6 +87,16 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[st
     stylize = config["stylize"]
     if check_paths and stylize["styles"] != "builtin" and not Path(stylize["styles"]).is_dir():
         yield f"config key 'stylize.styles': style image folder not found: {stylize['styles']}"
+    shape_bias = config["shape_bias"]
+    for model in shape_bias["models"]:
+        if model.startswith("trained_") and model[len("trained_"):] not in data["subsets"]:
+            yield f"config key 'shape_bias.models': {model!r} names no subset in data.subsets"
+    for part in ("cue_conflict", "humans"):
+        opts = shape_bias[part]
+        if opts["source"] == "folder" and not opts["path"]:
+            yield f"config key 'shape_bias.{part}.path': required when shape_bias.{part}.source is folder"
+        elif check_paths and opts["source"] == "folder" and not Path(opts["path"]).is_dir():
+            yield f"config key 'shape_bias.{part}.path': folder not found: {opts['path']}"
     for part in ("encoder", "decoder"):
         path = stylize["adain"][f"{part}_path"]
         if check_paths and path and not Path(path).is_file():
