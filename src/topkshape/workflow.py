@@ -29,6 +29,7 @@ def rule_logging(log_path: str | os.PathLike, rule: str = "") -> Iterator[loggin
     root.setLevel(logging.INFO)
     logger = logging.getLogger(f"topkshape.rule.{rule}" if rule else "topkshape.rule")
     try:
+        _inject_failure(rule)
         yield logger
     except TopkshapeError as err:
         logger.error("%s", err)
@@ -42,3 +43,20 @@ def rule_logging(log_path: str | os.PathLike, rule: str = "") -> Iterator[loggin
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _inject_failure(rule: str) -> None:
+    """Fail on purpose, for resilience tests of retries and error reporting.
+
+    ``TOPKSHAPE_FAIL_ALWAYS=<rule>`` fails every job of that rule;
+    ``TOPKSHAPE_FAIL_ONCE=<rule>:<marker file>`` fails the first job of that rule that
+    finds no marker file (and creates it), so a retry succeeds.
+    """
+    if rule and os.environ.get("TOPKSHAPE_FAIL_ALWAYS") == rule:
+        raise TopkshapeError(f"injected failure in rule {rule} (TOPKSHAPE_FAIL_ALWAYS)")
+    once = os.environ.get("TOPKSHAPE_FAIL_ONCE", "")
+    target, _, marker = once.partition(":")
+    if rule and target == rule and marker and not Path(marker).exists():
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).write_text("failed once\n")
+        raise TopkshapeError(f"injected failure in rule {rule} (TOPKSHAPE_FAIL_ONCE)")

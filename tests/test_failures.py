@@ -1,0 +1,157 @@
+"""Failure behaviour: retries, failing jobs, killed runs that resume, outputs complete or absent, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from topkshape.checkpoint import load_checkpoint, save_checkpoint
+from workflow_support import ROOT, SNAKEMAKE, copy_workflow, make_fake_imagenet, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(
+    data__subsets={"S1": ["disk", "square", "triangle"]},
+    data__fewshot={},
+    data__synthetic__train_per_class=40,
+    data__synthetic__val_per_class=4,
+    data__synthetic__image_size=32,
+    stylize__per_class=4,
+    train__image_size=32,
+    train__epochs=4,
+    train__width=4,
+    train__batch_size=8,
+    train__seeds=[0],
+    shape_bias__models=["trained_S1"],
+)
+
+
+def _workflow(tmp_path, name="wf", **extra):
+    work = copy_workflow(tmp_path / name)
+    return work, write_config(work / "small.yaml", **{**SMALL, **extra})
+
+
+def test_a_job_that_fails_once_is_retried_and_the_workflow_completes(tmp_path):
+    work, config = _workflow(tmp_path)
+    marker = tmp_path / "marker"
+    env = {**os.environ, "TOPKSHAPE_FAIL_ONCE": f"subset:{marker}"}
+    run = subprocess.run([str(SNAKEMAKE), "data/default/S1", "--cores", "1", "--configfile", str(config), "--retries", "1"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert marker.is_file() and (work / "data/default/S1/manifest.csv").is_file()
+
+
+def test_a_job_that_always_fails_stops_the_workflow_naming_rule_wildcards_and_log(tmp_path):
+    work, config = _workflow(tmp_path)
+    env = {**os.environ, "TOPKSHAPE_FAIL_ALWAYS": "subset"}
+    run = subprocess.run([str(SNAKEMAKE), "data/default/S1", "--cores", "1", "--configfile", str(config), "--retries", "1"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    err = run.stderr
+    assert "Error in rule subset" in err and "subset=S1" in err and "logs/default/data/subset_S1.log" in err
+    assert "topkshape error: injected failure in rule subset" in err and "Traceback" not in err
+    assert not (work / "data/default/S1").exists()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_table(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    work, config = _workflow(tmp)
+    run = snakemake(work, "table1", "--cores", "2", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return pd.read_csv(work / "results/default/tables/table1.csv")
+
+
+# Snakemake alone treats SIGTERM as "finish the running jobs, then stop"; a scheduler's time
+# limit or a Ctrl-C in a terminal signals the whole process group, jobs included.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_workflow_resumes_training_from_its_checkpoint_and_gives_the_same_table(tmp_path, uninterrupted_table, sig):
+    work, config = _workflow(tmp_path)
+    first = subprocess.Popen([str(SNAKEMAKE), "table1", "--cores", "2", "--configfile", str(config)], cwd=work,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((work / "results/default/train").rglob("checkpoint.pt")):
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(first.pid, sig)
+    first.wait(timeout=120)
+    time.sleep(1)  # let every job process of the group go
+    assert not (work / "results/default/tables/table1.csv").exists()
+    if sig == signal.SIGKILL:  # a killed Snakemake cannot release its lock on the working directory
+        assert snakemake(work, "table1", "--configfile", str(config), "--unlock").returncode == 0
+    again = snakemake(work, "table1", "--cores", "2", "--configfile", str(config), "--rerun-incomplete")
+    assert again.returncode == 0, again.stderr[-3000:]
+    logs = [p.read_text() for p in (work / "logs/default/train").glob("*.log")]
+    assert any("resuming from" in log and "after epoch" in log for log in logs), logs
+    pd.testing.assert_frame_equal(pd.read_csv(work / "results/default/tables/table1.csv"), uninterrupted_table)
+
+
+def test_killed_dataset_build_leaves_no_dataset_and_the_rerun_cleans_up(tmp_path):
+    work, config = _workflow(tmp_path, data__synthetic__train_per_class=400, data__synthetic__image_size=64, train__image_size=64)
+    first = subprocess.Popen([str(SNAKEMAKE), "data/default/S1", "--cores", "1", "--configfile", str(config)], cwd=work,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((work / "data/default").glob(".tmp-S1-*/train/*/*.png")):
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert not (work / "data/default/S1").exists()
+    assert snakemake(work, "data/default/S1", "--configfile", str(config), "--unlock").returncode == 0
+    again = snakemake(work, "data/default/S1", "--cores", "1", "--configfile", str(config), "--rerun-incomplete")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(pd.read_csv(work / "data/default/S1/manifest.csv")) == 3 * 404
+    assert not list((work / "data/default").glob(".tmp-*"))
+
+
+def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+PAPER = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["data"]
+
+
+def _paper_tree(tmp_path):
+    wnids = [w for ws in PAPER["subsets"].values() for w in ws]
+    return make_fake_imagenet(tmp_path / "imagenet", wnids, train_per_class=2, val_per_class=1)
+
+
+@pytest.mark.parametrize("damage,message", [("remove", "WNID {wnid} not found in"), ("empty", "no images for WNID {wnid}")])
+def test_missing_or_empty_class_folder_fails_the_subset_job_with_one_line(tmp_path, damage, message):
+    root = _paper_tree(tmp_path)
+    wnid = PAPER["subsets"]["S1"][3]
+    folder = root / "train" / wnid
+    for f in folder.iterdir():
+        f.unlink()
+    if damage == "remove":
+        folder.rmdir()
+    work = copy_workflow(tmp_path / "wf")
+    config = write_config(work / "p.yaml", base="config/paper.yaml", imagenet_root=str(root), data__imagenet__resize_short_side=32)
+    run = snakemake(work, "data/paper/S1", "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.startswith("topkshape error:")]
+    assert len(lines) == 1 and message.format(wnid=wnid) in lines[0], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert not (work / "data/paper/S1").exists() and not list((work / "data/paper").glob(".tmp-*"))

@@ -1,0 +1,256 @@
+"""Few-shot synthesis (Table 2): FastGAN shapes, DiffAugment, resumable training, FID/KID."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from topkshape.errors import ConfigError, InputDataError
+from topkshape.gan import train as gan_train
+from topkshape.gan.diffaug import diff_augment
+from topkshape.gan.fastgan import Discriminator, Generator
+from topkshape.gan.fidelity import fid_kid, prepare_real_images, register_classifier_extractor, save_random_inception_weights
+from topkshape.gan.train import GanSettings, generate_samples, load_generator, train_fastgan
+from topkshape.ops import TopK
+
+TINY = GanSettings(
+    im_size=64, nz=16, ngf=8, ndf=8, batch_size=4, iterations=4, checkpoint_every=2, log_every=2, snapshot_every=2, topk_fraction=0.05, seed=5
+)
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def few_shot_images(tmp_path_factory) -> Path:
+    """16 images of mixed sizes and formats in nested folders: blobs on noise."""
+    root = tmp_path_factory.mktemp("few_shot")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        h, w = (72, 80) if i % 2 else (90, 64)
+        yy, xx = np.mgrid[:h, :w]
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        blob = ((yy - cy) ** 2 + (xx - cx) ** 2 < (0.2 * min(h, w)) ** 2)[..., None]
+        color = rng.integers(0, 256, 3)
+        pixels = np.where(blob, color, rng.integers(0, 256, (h, w, 3))).astype(np.uint8)
+        folder = root / ("a" if i < 8 else "b/c")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{i}.{'png' if i % 3 else 'jpg'}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def topk_run(few_shot_images, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("topk_run")
+    train_fastgan(few_shot_images, out, TINY, device="cpu", progress=False)
+    return out
+
+
+def _ema_weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "generator_ema.pt", weights_only=False)["generator"]
+
+
+@pytest.mark.parametrize("topk_fraction", [None, 0.05])
+def test_generator_and_discriminator_shapes_at_64_px(topk_fraction):
+    torch.manual_seed(0)
+    generator = Generator(ngf=8, nz=16, im_size=64, topk_fraction=topk_fraction)
+    discriminator = Discriminator(ndf=8, im_size=64)
+    big, small = generator(torch.randn(3, 16))
+    assert big.shape == (3, 3, 64, 64) and small.shape == (3, 3, 128, 128)
+    assert big.abs().max() <= 1 and small.abs().max() <= 1
+    logits = discriminator([big, small], "fake")
+    assert logits.dim() == 1 and logits.shape[0] == 3 * 2 * 25  # two 5x5 patch maps per image
+    logits_real, reconstructions, part = discriminator(big, "real", part=2)
+    assert logits_real.shape == logits.shape and part == 2
+    assert [tuple(r.shape) for r in reconstructions] == [(3, 3, 128, 128)] * 3
+    assert discriminator(big, "real")[2] in range(4)
+
+
+def test_topk_sits_at_the_32x32_map_and_only_in_the_topk_variant():
+    assert not any(isinstance(m, TopK) for m in Generator(ngf=8, nz=16, im_size=64).modules())
+    generator = Generator(ngf=8, nz=16, im_size=64, topk_fraction=0.05)
+    layers = [m for m in generator.modules() if isinstance(m, TopK)]
+    assert len(layers) == 1 and layers[0].fraction == 0.05
+    layers[0].record_mask = True
+    seen = []
+    layers[0].register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    generator(torch.randn(2, 16))
+    assert seen == [(2, 16, 32, 32)]  # nfc[32] = 2 * ngf channels
+    kept = layers[0].last_mask.sum(dim=(2, 3))
+    assert int(kept.max()) == 51  # 5% of 1024 positions, as in the paper
+
+
+def test_generator_rejects_a_topk_resolution_it_does_not_have():
+    with pytest.raises(ValueError, match="topk_resolution"):
+        Generator(ngf=8, nz=16, im_size=64, topk_fraction=0.05, topk_resolution=128)
+    with pytest.raises(ConfigError, match="topk_resolution"):
+        GanSettings(im_size=64, topk_fraction=0.05, topk_resolution=128)
+
+
+@pytest.mark.parametrize("im_size", [128, 256])
+def test_both_networks_work_at_larger_sizes(im_size):
+    big, small = Generator(ngf=4, nz=16, im_size=im_size, topk_fraction=0.15)(torch.randn(2, 16))
+    assert big.shape == (2, 3, im_size, im_size) and small.shape == (2, 3, 128, 128)
+    discriminator = Discriminator(ndf=4, im_size=im_size)
+    logits, reconstructions, _ = discriminator(big, "real")
+    assert logits.shape == (2 * 2 * 25,)
+    assert all(r.shape == (2, 3, 128, 128) for r in reconstructions)
+
+
+def test_diff_augment_keeps_shape_is_differentiable_and_seeded():
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    out = diff_augment(x, "color,translation,cutout", generator=torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    again = diff_augment(x.detach(), "color,translation,cutout", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out.detach(), again)
+    assert torch.equal(diff_augment(x.detach(), ""), x.detach())
+    with pytest.raises(ConfigError, match="rotate"):
+        diff_augment(x, "color,rotate")
+
+
+def test_translation_moves_content_and_fills_with_zeros():
+    x = torch.ones(64, 1, 16, 16)
+    shifted = diff_augment(x, "translation", generator=torch.Generator().manual_seed(0))
+    assert set(shifted.unique().tolist()) <= {0.0, 1.0}
+    assert (shifted == 0).any()  # some of 64 images were shifted
+    assert (shifted.sum(dim=(1, 2, 3)) >= 14 * 14).all()  # by at most 2 px each way
+
+
+@pytest.mark.parametrize("topk_fraction", [None, 0.05])
+def test_a_few_iterations_train_and_write_losses_and_the_ema_generator(few_shot_images, topk_run, tmp_path, topk_fraction):
+    if topk_fraction is None:
+        out = tmp_path / "baseline"
+        summary = train_fastgan(few_shot_images, out, dataclasses.replace(TINY, topk_fraction=None), device="cpu", progress=False)
+        assert summary["images"] == 16
+    else:
+        out = topk_run
+    with open(out / "losses.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == [2, 4]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g", "recon", "images_per_s"))
+    generator = load_generator(out / "generator_ema.pt")
+    assert any(isinstance(m, TopK) for m in generator.modules()) == (topk_fraction is not None)
+    snapshots = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snapshots == ["generator_ema_0000002.pt", "generator_ema_0000004.pt"]
+    final = load_generator(out / "snapshots" / snapshots[-1]).state_dict()
+    assert all(torch.equal(final[k], v) for k, v in generator.state_dict().items())
+    assert generator(torch.randn(2, 16))[0].shape == (2, 3, 64, 64)
+
+
+def test_killed_training_resumes_to_the_same_weights(few_shot_images, topk_run, tmp_path, monkeypatch):
+    out = tmp_path / "killed"
+    real_step = gan_train._train_step
+    calls = []
+
+    def step_then_die(*args, **kwargs):
+        if len(calls) == 3:  # the checkpoint after iteration 2 is written, iteration 3 is not
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(gan_train, "_train_step", step_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_fastgan(few_shot_images, out, TINY, device="cpu", progress=False)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iteration"] == 2
+    assert not (out / "generator_ema.pt").exists()
+    monkeypatch.setattr(gan_train, "_train_step", real_step)
+    train_fastgan(few_shot_images, out, TINY, device="cpu", progress=False)
+
+    expected, resumed = _ema_weights(topk_run), _ema_weights(out)
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+    losses = [np.loadtxt(o / "losses.csv", delimiter=",", skiprows=1)[:, :4] for o in (topk_run, out)]
+    np.testing.assert_array_equal(*losses)
+
+
+def test_checkpoint_of_other_settings_is_refused(few_shot_images, topk_run, tmp_path):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes((topk_run / "checkpoint.pt").read_bytes())
+    with pytest.raises(InputDataError, match="other settings"):
+        train_fastgan(few_shot_images, out, dataclasses.replace(TINY, lr=1e-3), device="cpu", progress=False)
+
+
+def test_missing_or_empty_image_folder_is_an_input_error(tmp_path):
+    with pytest.raises(InputDataError, match="not found"):
+        train_fastgan(tmp_path / "nope", tmp_path / "out", TINY, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputDataError, match="no PNG or JPEG"):
+        train_fastgan(tmp_path / "empty", tmp_path / "out", TINY, progress=False)
+
+
+def test_generate_samples_writes_n_pngs_repeatable_from_the_seed(topk_run, tmp_path):
+    first = generate_samples(topk_run / "generator_ema.pt", 7, tmp_path / "a", seed=3, batch_size=3, device="cpu")
+    files = sorted(first.iterdir())
+    assert [f.name for f in files] == [f"{i:05d}.png" for i in range(7)]
+    image = np.asarray(Image.open(files[0]))
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    generate_samples(load_generator(topk_run / "generator_ema.pt"), 7, tmp_path / "b", seed=3, batch_size=3, device="cpu")
+    assert all(np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(tmp_path / "b" / f.name))) for f in files)
+
+
+@pytest.fixture(scope="module")
+def sample_folders(topk_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    generate_samples(topk_run / "generator_ema.pt", 20, root / "generated", seed=0, device="cpu")
+    generate_samples(topk_run / "generator_ema.pt", 20, root / "other", seed=1, device="cpu")
+    return root
+
+
+def test_fid_kid_with_local_inception_weights_are_finite(sample_folders, tmp_path):
+    weights = save_random_inception_weights(tmp_path / "inception.pt")
+    result = fid_kid(sample_folders / "generated", sample_folders / "other", kid_subset_size=10,
+                     feature_extractor_weights_path=str(weights), cuda=False, save_cpu_ram=True)
+    assert set(result) == {"fid", "kid", "kid_std", "kid_x1e3"}
+    assert all(math.isfinite(v) for v in result.values())
+    assert result["fid"] > 0 and result["kid_x1e3"] == pytest.approx(result["kid"] * 1000)
+
+
+def test_kid_subset_larger_than_a_folder_is_a_config_error(sample_folders):
+    with pytest.raises(ConfigError, match="at most 20"):
+        fid_kid(sample_folders / "generated", sample_folders / "other", kid_subset_size=21, cuda=False)
+
+
+def test_prepare_real_images_writes_same_size_pngs(few_shot_images, tmp_path):
+    out = prepare_real_images(few_shot_images, tmp_path / "real", 64)
+    files = sorted(out.iterdir())
+    assert len(files) == 16 and all(f.suffix == ".png" for f in files)
+    assert {Image.open(f).size for f in files} == {(64, 64)}
+    with pytest.raises(InputDataError, match="differ in size"):
+        fid_kid(few_shot_images / "a", out, kid_subset_size=2, cuda=False)
+
+
+def test_registered_classifier_extractor_gives_fid_and_kid(sample_folders, tmp_path):
+    from topkshape.classify.train import TrainSettings, build_classifier
+
+    settings = TrainSettings(arch="resnet18_cifar", variant="topk", topk_fraction=0.2, image_size=32, width=4)
+    torch.manual_seed(0)
+    model = build_classifier(settings, 3)
+    path = tmp_path / "model.pt"
+    torch.save({"model": model.state_dict(), "classes": ["a", "b", "c"], "settings": dataclasses.asdict(settings)}, path)
+    name = f"test-classifier-{tmp_path.name}"
+    cls = register_classifier_extractor(name, path)
+    assert register_classifier_extractor(name, path) is cls
+    with pytest.raises(ConfigError, match="already registered"):
+        register_classifier_extractor(name, tmp_path / "another.pt")
+    extractor = cls(name, ["penultimate", "logits"])
+    penultimate, logits = extractor(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    assert penultimate.shape == (2, 32) and logits.shape == (2, 3)  # width 4 * 8 channels, 3 classes
+
+    result = fid_kid(sample_folders / "generated", sample_folders / "other", kid_subset_size=10,
+                     feature_extractor=name, cuda=False, save_cpu_ram=True)
+    assert all(math.isfinite(v) for v in result.values())
