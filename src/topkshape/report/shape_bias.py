@@ -75,23 +75,28 @@ def table_markdown(table: pd.DataFrame, title: str) -> str:
 
 
 def _label(row) -> str:
-    if row.model == HUMANS:
+    """Legend text of a table row (a mapping with model, K_percent, mode)."""
+    if row["model"] == HUMANS:
         return "humans"
-    if pd.isna(row.K_percent):
-        return f"{row.model}"
-    return f"{row.model} {'Top-K' if row.mode == 'topk' else 'non-Top-K'} {row.K_percent:g}%"
+    if pd.isna(row["K_percent"]):
+        return f"{row['model']}"
+    return f"{row['model']} {'Top-K' if row['mode'] == 'topk' else 'non-Top-K'} {row['K_percent']:g}%"
+
+
+def _rows(table: pd.DataFrame) -> list[dict]:
+    return table.to_dict("records")
 
 
 def plot_overall(table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
     """Fig. 4 style: shape bias of every decision maker, sorted, with bootstrap CIs."""
-    data = table.assign(label=[_label(r) for r in table.itertuples()]).sort_values("shape_bias")
+    data = table.assign(label=[_label(r) for r in _rows(table)]).sort_values("shape_bias")
     colors = ["tab:red" if m == HUMANS else ("tab:gray" if pd.isna(k) else ("tab:blue" if mode == "topk" else "tab:orange"))
-              for m, k, mode in zip(data.model, data.K_percent, data["mode"])]
+              for m, k, mode in zip(data["model"], data["K_percent"], data["mode"])]
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(data) + 1.5))
     y = np.arange(len(data))
-    ax.errorbar(data.shape_bias, y, xerr=[data.shape_bias - data.ci_low, data.ci_high - data.shape_bias], fmt="none", ecolor="lightgray", zorder=1)
-    ax.scatter(data.shape_bias, y, c=colors, zorder=2)
-    ax.set_yticks(y, data.label, fontsize=8)
+    ax.errorbar(data["shape_bias"], y, xerr=[data["shape_bias"] - data["ci_low"], data["ci_high"] - data["shape_bias"]], fmt="none", ecolor="lightgray", zorder=1)
+    ax.scatter(data["shape_bias"], y, c=colors, zorder=2)
+    ax.set_yticks(y, data["label"], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("shape bias (fraction of shape decisions among shape + texture decisions)")
     ax.set_title("Cue-conflict shape bias: Top-K (blue), non-Top-K (orange), plain (gray), humans (red)", fontsize=9)
@@ -101,37 +106,42 @@ def plot_overall(table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
     plt.close(fig)
 
 
+def _chosen_rows(table: pd.DataFrame) -> list[dict]:
+    """Each model's plain run and its Top-K run of highest shape bias (the paper plots the best K), and humans."""
+    chosen = []
+    for model, group in table.groupby("model", sort=True):
+        if model == HUMANS:
+            chosen += _rows(group.head(1))
+            continue
+        chosen += _rows(group[group["K_percent"].isna()])
+        chosen += _rows(group[group["mode"] == "topk"].sort_values("shape_bias", ascending=False).head(1))
+    return chosen
+
+
 def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
     """Fig. 5 style: per-category shape bias, one marker per decision maker, averages as lines.
 
-    Shows each model's plain run and its Top-K run of highest shape bias (the paper
-    plots the best K), plus humans.
+    Decision makers judged on different category sets (the default's two subsets) get
+    a panel each.
     """
-    chosen = []
-    for model, group in table.groupby("model"):
-        if model == HUMANS:
-            chosen.append(group.iloc[0])
-            continue
-        plain = group[group.K_percent.isna()]
-        topk = group[group["mode"] == "topk"].sort_values("shape_bias", ascending=False)
-        chosen += [r for _, r in plain.iterrows()] + [r for _, r in topk.head(1).iterrows()]
-    fig, ax = plt.subplots(figsize=(7, 6))
-    markers = iter(["o", "s", "D", "^", "v", "P", "X", "*", "<", ">"] * 3)
-    categories = None
-    for row in chosen:
-        per_class = shape_bias_per_category(makers[row.decision_maker])
-        if categories is None:
-            categories = list(per_class.category)
-        per_class = per_class.set_index("category").reindex(categories)
-        label = _label(row)
-        color = "tab:red" if row.model == HUMANS else None
-        points = ax.scatter(per_class.shape_bias, np.arange(len(categories)), marker="D" if row.model == HUMANS else next(markers), label=label, color=color, zorder=3)
-        ax.axvline(row.shape_bias, color=points.get_facecolor()[0], linewidth=1, alpha=0.7)
-    ax.set_yticks(np.arange(len(categories)), categories)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("fraction of shape decisions (shape bias) per shape category")
-    ax.legend(fontsize=7, loc="lower left")
-    ax.grid(axis="y", linestyle=":", alpha=0.4)
+    panels: dict[tuple[str, ...], list[dict]] = {}
+    for row in _chosen_rows(table):
+        categories = tuple(sorted(makers[row["decision_maker"]]["category"].unique()))
+        panels.setdefault(categories, []).append(row)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    for ax, (categories, rows) in zip(axes[0], panels.items()):
+        markers = iter(["o", "s", "^", "v", "P", "X", "*", "<", ">"] * 4)
+        for row in rows:
+            per_class = shape_bias_per_category(makers[row["decision_maker"]]).set_index("category").reindex(categories)
+            is_human = row["model"] == HUMANS
+            points = ax.scatter(per_class["shape_bias"], np.arange(len(categories)), marker="D" if is_human else next(markers),
+                                label=_label(row), color="tab:red" if is_human else None, zorder=3)
+            ax.axvline(row["shape_bias"], color=points.get_facecolor()[0], linewidth=1, alpha=0.7)
+        ax.set_yticks(np.arange(len(categories)), categories)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of shape decisions (shape bias) per shape category")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(axis="y", linestyle=":", alpha=0.4)
     fig.tight_layout()
     for path in paths:
         fig.savefig(path, dpi=150)
