@@ -56,6 +56,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/shape_bias.smk"
+include: "rules/texture.smk"
 
 
 rule all:
@@ -64,4 +65,6 @@ rule all:
         DATA_TARGETS,
         rules.table1.output,
         rules.shape_bias_report.output,
+        rules.texture_synthesis.output,
+        rules.mask_dynamics.output,
     default_target: True

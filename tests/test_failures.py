@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 
 SMALL = dict(
     data__subsets={"S1": ["disk", "square", "triangle"]},
-    data__fewshot={},
     data__synthetic__train_per_class=40,
     data__synthetic__val_per_class=4,
     data__synthetic__image_size=32,

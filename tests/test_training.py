@@ -137,3 +137,23 @@ def test_table1_aggregates_mean_std_and_prints_paper_values(tmp_path):
     metrics = json.loads(out["json"].read_text())
     assert metrics["S1/topk/stylized"]["mean"] == pytest.approx(62.0)
     assert "\\pm" in out["tex"].read_text()
+
+
+def test_topk_masks_are_recorded_before_training_and_after_every_epoch(tiny_data, tmp_path):
+    from topkshape.ops import topk_count
+    from topkshape.texture.figures import load_masks
+
+    settings = TrainSettings(**{**SETTINGS.__dict__, "epochs": 2})
+    train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "m", settings,
+                     threads=1, progress=False, mask_images=2, mask_channels=(0, 3))
+    masks = load_masks(tmp_path / "m" / "masks.pt")
+    assert sorted(masks) == [0, 1, 2]
+    mask = masks[2]
+    assert mask.dtype == torch.bool and mask.shape[:2] == (2, 2)
+    k = topk_count(SETTINGS.topk_fraction, mask.shape[2] * mask.shape[3])
+    # At most K entries per channel (fewer where a channel has fewer non-zero responses), ties aside.
+    assert (mask.sum(dim=(2, 3)) <= k + 2).all() and mask.any()
+    baseline = TrainSettings(**{**SETTINGS.__dict__, "epochs": 1, "variant": "baseline"})
+    train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "b", baseline,
+                     threads=1, progress=False, mask_images=2)
+    assert not (tmp_path / "b" / "masks.pt").exists()

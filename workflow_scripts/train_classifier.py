@@ -28,4 +28,6 @@ with rule_logging(sm.log[0], "train"):
         settings,
         workers=sm.threads if sm.threads > 1 else 0,
         threads=sm.threads,
+        mask_images=sm.config["texture"]["mask_dynamics"]["images"],
+        mask_channels=tuple(sm.config["texture"]["mask_dynamics"]["channels"]),
     )

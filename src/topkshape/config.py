@@ -97,6 +97,14 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[st
             yield f"config key 'shape_bias.{part}.path': required when shape_bias.{part}.source is folder"
         elif check_paths and opts["source"] == "folder" and not Path(opts["path"]).is_dir():
             yield f"config key 'shape_bias.{part}.path': folder not found: {opts['path']}"
+    texture = config["texture"]
+    if texture["feature_net"].startswith("trained_") and texture["feature_net"][len("trained_"):] not in data["subsets"]:
+        yield f"config key 'texture.feature_net': {texture['feature_net']!r} names no subset in data.subsets"
+    if texture["targets"] not in data["fewshot"]:
+        yield f"config key 'texture.targets': {texture['targets']!r} is not a few-shot set in data.fewshot"
+    subset = texture["mask_dynamics"]["subset"]
+    if subset is not None and subset not in data["subsets"]:
+        yield f"config key 'texture.mask_dynamics.subset': {subset!r} is not in data.subsets"
     for part in ("encoder", "decoder"):
         path = stylize["adain"][f"{part}_path"]
         if check_paths and path and not Path(path).is_file():

@@ -107,8 +107,14 @@ def train_classifier(
     threads: int | None = None,
     progress: bool = True,
     device: str | None = None,
+    mask_images: int = 0,
+    mask_channels: tuple[int, ...] = (0, 1, 2, 3),
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, write ``model.pt``, ``metrics.csv``, ``summary.json``.
+
+    With ``mask_images > 0`` and a Top-K layer in the model, the Top-K masks of the first
+    ``mask_images`` validation images at ``mask_channels`` are recorded before training
+    and after every epoch into ``masks.pt`` (Figure 8's mask dynamics).
 
     Resumes from ``out_dir/checkpoint.pt`` when it exists and was written with the
     same settings; a checkpoint of other settings is an error (delete it to restart).
@@ -157,6 +163,11 @@ def train_classifier(
     else:
         logger.info("starting from epoch 0 (no checkpoint at %s)", checkpoint_path)
 
+    recorder = _mask_recorder(model, clean_set, mask_images, mask_channels)
+    if recorder is not None:
+        recorder.masks = dict(state.get("masks", {})) if state is not None else {}
+        if start_epoch == 0:
+            recorder.record(0)
     clean_loader = _loader(clean_set, settings, shuffle=False, workers=workers)
     stylized_loader = _loader(stylized_set, settings, shuffle=False, workers=workers)
     for epoch in range(start_epoch, settings.epochs):
@@ -194,6 +205,8 @@ def train_classifier(
         }
         row.update(_evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype))
         rows.append(row)
+        if recorder is not None:
+            recorder.record(epoch + 1)
         logger.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in row.items()}))
         save_checkpoint(
             {
@@ -204,10 +217,25 @@ def train_classifier(
                 "scheduler": scheduler.state_dict(),
                 "metrics": rows,
                 "rng": rng_states(),
+                "masks": recorder.masks if recorder is not None else {},
             },
             checkpoint_path,
         )
+    if recorder is not None:
+        recorder.save(out_dir / "masks.pt")
     return _write_results(out_dir, model, classes, settings, rows)
+
+
+def _mask_recorder(model: nn.Module, clean_set, count: int, channels: tuple[int, ...]):
+    """A recorder of the model's first Top-K layer on fixed validation images, or None."""
+    from topkshape.models import topk_layers
+    from topkshape.texture.figures import MaskRecorder
+
+    layers = topk_layers(model)
+    if count <= 0 or not layers:
+        return None
+    images = torch.stack([clean_set[i][0] for i in range(min(count, len(clean_set)))])
+    return MaskRecorder(model, next(iter(layers)), images, list(channels))
 
 
 def _evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype) -> dict[str, float]:

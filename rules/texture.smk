@@ -1,0 +1,46 @@
+# Figures 2, 3, 8: what Top-K neurons encode (texture synthesis, reconstruction, mask dynamics).
+
+TX = config["texture"]
+TX_TRAINED = TX["feature_net"].startswith("trained_")
+MASK_SUBSET = TX["mask_dynamics"]["subset"] or SUBSETS[0]
+
+
+def texture_inputs(wildcards):
+    inputs = {"targets": f"{DATA}/fewshot/{TX['targets']}"}
+    if TX_TRAINED:
+        inputs["checkpoint"] = f"{RESULTS}/train/{TX['feature_net'][len('trained_'):]}/baseline/seed{SEEDS[0]}/model.pt"
+    return inputs
+
+
+rule texture_synthesis:
+    input:
+        unpack(texture_inputs),
+    output:
+        csv=f"{RESULTS}/tables/texture_synthesis.csv",
+        synthesis_png=f"{RESULTS}/figures/texture_synthesis.png",
+        synthesis_pdf=f"{RESULTS}/figures/texture_synthesis.pdf",
+        reconstruction_png=f"{RESULTS}/figures/reconstruction.png",
+        reconstruction_pdf=f"{RESULTS}/figures/reconstruction.pdf",
+    log:
+        f"{LOGS}/texture/texture_synthesis.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/texture_synthesis.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+    script:
+        "../workflow_scripts/texture_synthesis.py"
+
+
+rule mask_dynamics:
+    input:
+        # masks.pt is written beside the Top-K run's summary by the train rule.
+        summary=f"{RESULTS}/train/{MASK_SUBSET}/topk/seed{SEEDS[0]}/summary.json",
+    output:
+        png=f"{RESULTS}/figures/topk_mask_dynamics.png",
+        pdf=f"{RESULTS}/figures/topk_mask_dynamics.pdf",
+    log:
+        f"{LOGS}/texture/mask_dynamics.log",
+    threads: 1
+    script:
+        "../workflow_scripts/mask_dynamics.py"

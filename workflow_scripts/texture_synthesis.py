@@ -1,0 +1,11 @@
+"""Snakemake script: Figures 2 and 3 with their measures (texture_synthesis.csv)."""
+
+import torch
+
+from topkshape.texture.experiment import run_texture_experiments
+from topkshape.workflow import rule_logging
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with rule_logging(sm.log[0], "texture_synthesis"):
+    torch.set_num_threads(sm.threads)
+    run_texture_experiments(sm.config["texture"], sm.input.get("checkpoint"), sm.input.targets, sm.output)
