@@ -25,7 +25,7 @@ TINY = GanSettings(
 )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """Small ops gain little from threads, and spinning threads stall on a busy machine."""
     previous = torch.get_num_threads()

@@ -21,8 +21,9 @@ Resuming: ``out_dir/checkpoint.pt`` (both networks, the EMA generator, both
 optimizers, the iteration, RNG states, settings, losses) is replaced atomically every
 ``checkpoint_every`` iterations and at the end. Every random generator is re-seeded
 from ``(seed, iteration)`` at each checkpoint boundary and the data order is a pure
-function of ``(seed, iteration)``, so on the CPU a run killed at any moment and
-restarted ends with the same weights as one never interrupted.
+function of ``(seed, iteration)``, so on the CPU (with the same thread count: float
+sums depend on it) a run killed at any moment and restarted ends with the same
+weights as one never interrupted.
 """
 
 from __future__ import annotations
