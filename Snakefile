@@ -43,6 +43,8 @@ wildcard_constraints:
     seed=r"\d+",
     model=one_of(config["shape_bias"]["models"]),
     tag=one_of(SB_TAGS),
+    gan_variant="fastgan|fastgan_topk",
+    gan_seed=r"\d+",
 
 
 DATA_TARGETS = (
@@ -57,6 +59,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/shape_bias.smk"
 include: "rules/texture.smk"
+include: "rules/gan.smk"
 
 
 rule all:
@@ -67,4 +70,5 @@ rule all:
         rules.shape_bias_report.output,
         rules.texture_synthesis.output,
         rules.mask_dynamics.output,
+        rules.table2.output,
     default_target: True

@@ -259,3 +259,24 @@ def test_registered_classifier_extractor_gives_fid_and_kid(sample_folders, tmp_p
     result = fid_kid(sample_folders / "generated", sample_folders / "other", kid_subset_size=10,
                      feature_extractor=name, cuda=False, save_cpu_ram=True)
     assert all(math.isfinite(v) for v in result.values())
+
+
+def test_table2_aggregates_seeds_and_prints_the_paper_values(tmp_path):
+    import json
+
+    from topkshape.report.table2 import write_table2
+
+    paths = []
+    for variant, fids in (("fastgan", [50.0, 54.0]), ("fastgan_topk", [40.0, 42.0])):
+        for seed, fid in enumerate(fids):
+            path = tmp_path / "jeep" / variant / f"seed{seed}" / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"fid": fid, "kid_x1e3": fid / 10}))
+            paths.append(path)
+    out = {k: tmp_path / f"t2.{k}" for k in ("csv", "md", "tex", "json")}
+    root = Path(__file__).resolve().parents[1]
+    table = write_table2(paths, root / "config" / "paper_reference.yaml", out, "t", "note")
+    row = table[(table.variant == "fastgan_topk") & (table.metric == "fid")].iloc[0]
+    assert row["mean"] == 41.0 and row["std"] == pytest.approx(1.414, abs=1e-3) and row["paper_mean"] == 38.7
+    md = out["md"].read_text()
+    assert "41.0 ± 1.4" in md and "38.7 ± 0.5" in md and "52.0 ± 2.8" in md

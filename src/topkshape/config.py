@@ -105,6 +105,21 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[st
     subset = texture["mask_dynamics"]["subset"]
     if subset is not None and subset not in data["subsets"]:
         yield f"config key 'texture.mask_dynamics.subset': {subset!r} is not in data.subsets"
+    gan = config["gan"]
+    for name in gan.get("topk_fraction", {}):
+        if name not in data["fewshot"]:
+            yield f"config key 'gan.topk_fraction.{name}': not a few-shot set in data.fewshot"
+    missing = [name for name in data["fewshot"] if name not in gan.get("topk_fraction", {})]
+    if missing:
+        yield f"config key 'gan.topk_fraction': no Top-K fraction for few-shot set {missing[0]!r}"
+    evaluation = gan["eval"]
+    if evaluation["kid_subset_size"] > min(data["fewshot_images"], evaluation["samples"]):
+        yield (f"config key 'gan.eval.kid_subset_size': {evaluation['kid_subset_size']} is larger than the real "
+               f"({data['fewshot_images']}) or generated ({evaluation['samples']}) image count")
+    if evaluation["feature_extractor"] == "classifier" and evaluation["classifier_subset"] not in data["subsets"]:
+        yield "config key 'gan.eval.classifier_subset': must name a subset when feature_extractor is classifier"
+    if evaluation["selection"] == "best" and evaluation["snapshot_every"] == 0:
+        yield "config key 'gan.eval.snapshot_every': selection best needs snapshots (snapshot_every > 0)"
     for part in ("encoder", "decoder"):
         path = stylize["adain"][f"{part}_path"]
         if check_paths and path and not Path(path).is_file():

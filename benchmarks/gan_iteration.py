@@ -1,0 +1,53 @@
+"""FastGAN generator+discriminator training iterations per second, with and without Top-K.
+
+Side by side in one run, same settings, on generated images:
+
+    python benchmarks/gan_iteration.py [--im-size 64] [--iterations 20] [--ngf 16] [--ndf 8] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from topkshape.data.synthetic import write_fewshot_set
+from topkshape.gan.train import GanSettings, train_fastgan
+
+
+def iterations_per_second(images: Path, settings: GanSettings, device: str) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        train_fastgan(images, out, settings, device=device, progress=False)
+        return settings.iterations / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--im-size", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--ndf", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; {args.im_size} px, ngf {args.ngf}, ndf {args.ndf}, batch {args.batch_size}, {args.iterations} iterations")
+    with tempfile.TemporaryDirectory() as tmp:
+        images = Path(tmp) / "images"
+        write_fewshot_set(images, "hexagon", count=32, image_size=args.im_size, progress=False)
+        rates = {}
+        for label, fraction in (("FastGAN", None), ("FastGAN + Top-K 5%", 0.05)):
+            settings = GanSettings(im_size=args.im_size, ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size, iterations=args.iterations,
+                                   topk_fraction=fraction, checkpoint_every=args.iterations, log_every=args.iterations)
+            iterations_per_second(images, GanSettings(**{**settings.__dict__, "iterations": 2, "checkpoint_every": 2, "log_every": 2}), args.device)
+            rates[label] = iterations_per_second(images, settings, args.device)
+            print(f"{label:>20}: {rates[label]:.2f} it/s", flush=True)
+    print(f"Top-K / plain speed ratio: {rates['FastGAN + Top-K 5%'] / rates['FastGAN']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Table 2: FID and KID x 10^3 per few-shot class, FastGAN vs FastGAN w. Top-K, over seeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image, ImageDraw
+
+from topkshape.atomic import atomic_file
+
+VARIANT_LABELS = {"fastgan": "FastGAN", "fastgan_topk": "FastGAN w. Top-K (ours)"}
+METRICS = {"fid": "FID", "kid_x1e3": "KID×10³"}
+
+
+def load_runs(metric_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run from ``<class>/<variant>/seed<k>/metrics.json``."""
+    rows = []
+    for path in map(Path, metric_paths):
+        metrics = json.loads(path.read_text())
+        rows.append({"class": path.parent.parent.parent.name, "variant": path.parent.parent.name,
+                     "seed": int(path.parent.name.removeprefix("seed")), "fid": metrics["fid"], "kid_x1e3": metrics["kid_x1e3"]})
+    return pd.DataFrame(rows).sort_values(["class", "variant", "seed"], ignore_index=True)
+
+
+def aggregate(runs: pd.DataFrame, reference: dict[str, Any] | None) -> pd.DataFrame:
+    rows = []
+    for (cls, variant), group in runs.groupby(["class", "variant"], sort=True):
+        for metric in METRICS:
+            values = group[metric].to_numpy()
+            paper = (reference or {}).get(variant, {}).get(cls, {}).get(metric)
+            rows.append({"class": cls, "variant": variant, "metric": metric, "mean": float(values.mean()),
+                         "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan, "n": len(values),
+                         "paper_mean": paper[0] if paper else np.nan, "paper_std": paper[1] if paper else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _cell(mean, std) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.1f} ± {std:.1f}" if not np.isnan(std) else f"{mean:.1f}"
+
+
+def to_markdown(table: pd.DataFrame, title: str, note: str) -> str:
+    classes = sorted(table["class"].unique())
+    header = ["Method"] + [f"{c} {label}" + extra for c in classes for label in METRICS.values() for extra in ("", " (paper)")]
+    lines = [f"# {title}", "", note, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant, label in VARIANT_LABELS.items():
+        cells = [label]
+        for cls in classes:
+            for metric in METRICS:
+                hit = table[(table["class"] == cls) & (table.variant == variant) & (table.metric == metric)]
+                if hit.empty:
+                    cells += ["–", "–"]
+                    continue
+                r = hit.iloc[0]
+                cells += [_cell(r["mean"], r["std"]), _cell(r.paper_mean, r.paper_std)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    classes = sorted(table["class"].unique())
+    lines = ["\\begin{tabular}{l" + "cc" * len(classes) + "}", "\\toprule",
+             " & ".join(["Method"] + [f"{c} FID & {c} KID$^*$" for c in classes]) + " \\\\", "\\midrule"]
+    for variant, label in VARIANT_LABELS.items():
+        cells = [label]
+        for cls in classes:
+            for metric in METRICS:
+                hit = table[(table["class"] == cls) & (table.variant == variant) & (table.metric == metric)]
+                cells.append("--" if hit.empty else _cell(hit.iloc[0]["mean"], hit.iloc[0]["std"]).replace("±", "$\\pm$"))
+        lines.append(" & ".join(cells) + " \\\\")
+    return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+def sample_grid(previews: Iterable[str | Path], out: Iterable[str | Path]) -> None:
+    """Rows of 8 samples (one per class x variant, first seed), labelled on the left."""
+    rows = []
+    for path in map(Path, previews):
+        image = Image.open(path).convert("RGB")
+        label = Image.new("RGB", (150, image.height), "white")
+        ImageDraw.Draw(label).text((4, image.height // 2 - 6), f"{path.parent.parent.parent.name}\n{VARIANT_LABELS.get(path.parent.parent.name, '')}", fill="black")
+        rows.append(np.concatenate([np.asarray(label), np.asarray(image)], axis=1))
+    grid = Image.fromarray(np.concatenate(rows, axis=0))
+    for target in out:
+        with atomic_file(target) as tmp:
+            grid.save(tmp, format="PNG")
+
+
+def write_table2(metric_paths, reference_path, out: dict[str, Any], title: str, note: str) -> pd.DataFrame:
+    runs = load_runs(metric_paths)
+    reference = yaml.safe_load(Path(reference_path).read_text())["table2"] if reference_path else None
+    table = aggregate(runs, reference)
+    with atomic_file(out["csv"]) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_file(out["md"]) as tmp:
+        tmp.write_text(to_markdown(table, title, note))
+    with atomic_file(out["tex"]) as tmp:
+        tmp.write_text(to_latex(table))
+    metrics = {f"{r['class']}/{r.variant}/{r.metric}": {"mean": round(r["mean"], 4), "std": None if np.isnan(r["std"]) else round(r["std"], 4)}
+               for _, r in table.iterrows()}
+    with atomic_file(out["json"]) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return table
