@@ -63,3 +63,8 @@ rule table2:
     threads: 1
     script:
         "../workflow_scripts/make_table2.py"
+
+
+rule gan_all:
+    input:
+        rules.table2.input.metrics,

@@ -1,4 +1,4 @@
-"""`dvc repro` regenerates Table 1 from a clean checkout, and a second run does nothing."""
+"""`dvc repro` regenerates Tables 1 and 2 from a clean checkout, and a second run does nothing."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from workflow_support import ROOT, copy_workflow, write_config
+from workflow_support import ROOT, TINY_DEFAULT, copy_workflow, write_config
 
 pytestmark = pytest.mark.slow
 
 TINY = dict(
-    data__synthetic__train_per_class=6,
-    data__synthetic__val_per_class=2,
-    data__synthetic__image_size=32,
-    stylize__per_class=2,
-    train__image_size=32,
-    train__epochs=1,
-    train__width=4,
-    train__batch_size=8,
+    TINY_DEFAULT,
+    data__fewshot_images=10,
+    gan__iterations=2,
+    gan__checkpoint_every=2,
+    gan__eval={"samples": 10, "kid_subset_size": 5, "feature_extractor": "classifier", "classifier_subset": "S1"},
 )
 
 
@@ -30,7 +27,7 @@ def _run(cmd, cwd, env):
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
 
 
-def test_dvc_repro_builds_table1_and_a_second_repro_does_nothing(tmp_path):
+def test_dvc_repro_builds_tables_1_and_2_and_a_second_repro_does_nothing(tmp_path):
     work = copy_workflow(tmp_path / "repo")
     shutil.copy2(ROOT / "dvc.yaml", work / "dvc.yaml")
     shutil.copytree(ROOT / "src" / "topkshape", work / "src" / "topkshape", ignore=shutil.ignore_patterns("__pycache__"))
@@ -43,6 +40,8 @@ def test_dvc_repro_builds_table1_and_a_second_repro_does_nothing(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = (work / "results" / "default" / "tables" / "table1.md").read_text()
     assert "ResNet-18 w. Top-K during training" in table and "(paper)" in table
+    table2 = (work / "results" / "default" / "tables" / "table2.md").read_text()
+    assert "FastGAN w. Top-K (ours)" in table2 and (work / "results" / "default" / "figures" / "fewshot_samples.png").is_file()
     assert (work / "dvc.lock").is_file()
     second = _run([dvc, "repro"], work, env)
     assert second.returncode == 0, second.stderr[-3000:]

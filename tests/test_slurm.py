@@ -13,19 +13,10 @@ import pytest
 import yaml
 
 from slurm_cluster import ensure_installed, single_node_cluster
-from workflow_support import ROOT, copy_workflow, write_config
+from workflow_support import ROOT, TINY_DEFAULT, copy_workflow, write_config
 
 pytestmark = pytest.mark.slow
-TINY = dict(
-    data__synthetic__train_per_class=6,
-    data__synthetic__val_per_class=2,
-    data__synthetic__image_size=32,
-    stylize__per_class=2,
-    train__image_size=32,
-    train__epochs=1,
-    train__width=4,
-    train__batch_size=8,
-)
+TINY = TINY_DEFAULT
 
 
 def _test_profile(work: Path) -> Path:

@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config")
 
+# The default configuration shrunk so that a training target takes seconds (write_config keys).
+TINY_DEFAULT = dict(
+    data__synthetic__train_per_class=6,
+    data__synthetic__val_per_class=2,
+    data__synthetic__image_size=32,
+    stylize__per_class=2,
+    train__image_size=32,
+    train__epochs=1,
+    train__width=4,
+    train__batch_size=8,
+)
+
 
 def copy_workflow(dest: Path) -> Path:
     """A fresh working directory holding the workflow (no outputs, no .snakemake)."""

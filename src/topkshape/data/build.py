@@ -35,22 +35,7 @@ def make_subset(config: dict[str, Any], name: str, out_dir: str | Path, *, threa
             progress=progress,
         )
     else:
-        from topkshape.data.imagenet import extract_subset
-
-        opts = data["imagenet"]
-        extract_subset(
-            config["imagenet_root"],
-            classes,
-            out_dir,
-            splits=("train", "val"),
-            max_per_class=opts["max_train_per_class"],
-            seed=opts["seed"],
-            resize_short_side=opts["resize_short_side"],
-            jpeg_quality=opts["jpeg_quality"],
-            on_corrupt=opts["on_corrupt"],
-            threads=threads,
-            progress=progress,
-        )
+        _extract(config, classes, out_dir, ("train", "val"), data["imagenet"]["max_train_per_class"], threads, progress)
 
 
 def make_fewshot(config: dict[str, Any], name: str, out_dir: str | Path, *, threads: int = 1, progress: bool = True) -> None:
@@ -68,22 +53,27 @@ def make_fewshot(config: dict[str, Any], name: str, out_dir: str | Path, *, thre
             progress=progress,
         )
     else:
-        from topkshape.data.imagenet import extract_subset
+        _extract(config, [cls], out_dir, ("train",), data["fewshot_images"], threads, progress)
 
-        opts = data["imagenet"]
-        extract_subset(
-            config["imagenet_root"],
-            [cls],
-            out_dir,
-            splits=("train",),
-            max_per_class=data["fewshot_images"],
-            seed=opts["seed"],
-            resize_short_side=opts["resize_short_side"],
-            jpeg_quality=opts["jpeg_quality"],
-            on_corrupt=opts["on_corrupt"],
-            threads=threads,
-            progress=progress,
-        )
+
+def _extract(config: dict[str, Any], wnids: list[str], out_dir, splits: tuple[str, ...], max_per_class: int | None, threads: int, progress: bool) -> None:
+    """ImageNet extraction with the configured resizing, JPEG quality and corrupt-file policy."""
+    from topkshape.data.imagenet import extract_subset
+
+    opts = config["data"]["imagenet"]
+    extract_subset(
+        config["imagenet_root"],
+        wnids,
+        out_dir,
+        splits=splits,
+        max_per_class=max_per_class,
+        seed=opts["seed"],
+        resize_short_side=opts["resize_short_side"],
+        jpeg_quality=opts["jpeg_quality"],
+        on_corrupt=opts["on_corrupt"],
+        threads=threads,
+        progress=progress,
+    )
 
 
 def make_builtin_styles(config: dict[str, Any], out_dir: str | Path) -> list[Path]:

@@ -119,7 +119,9 @@ def _optimise_image(
     with torch.no_grad():
         scale = float(objective(taps(normalize(image))))
     scale = scale if scale > 0 else 1.0
-    optimizer = torch.optim.LBFGS([image], lr=lr, max_iter=1)
+    # No early exit on small gradients (normalised feature statistics give tiny pixel gradients),
+    # and a strong-Wolfe line search: a fixed step of lr 1.0 diverges on some objectives.
+    optimizer = torch.optim.LBFGS([image], lr=lr, max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     history: list[float] = []
 
     def closure() -> Tensor:
