@@ -104,7 +104,7 @@ def _optimise_image(
     progress: bool,
     desc: str,
 ) -> tuple[Tensor, list[float]]:
-    """L-BFGS on an image from seeded uniform noise, one closure evaluation per step.
+    """L-BFGS on an image from seeded uniform noise, one L-BFGS iteration per step.
 
     L-BFGS's tolerances are absolute (it stops when ``g . d > -1e-9`` and drops curvature
     pairs with ``y . s < 1e-10``), and Gram distances of normalised features are tiny, so it
@@ -120,8 +120,9 @@ def _optimise_image(
         scale = float(objective(taps(normalize(image))))
     scale = scale if scale > 0 else 1.0
     # No early exit on small gradients (normalised feature statistics give tiny pixel gradients),
-    # and a strong-Wolfe line search: a fixed step of lr 1.0 diverges on some objectives.
-    optimizer = torch.optim.LBFGS([image], lr=lr, max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    # and a strong-Wolfe line search of up to 10 evaluations per step: a fixed step of lr 1.0
+    # diverged on some objectives, and a one-evaluation search stalled on others.
+    optimizer = torch.optim.LBFGS([image], lr=lr, max_iter=1, max_eval=10, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     history: list[float] = []
 
     def closure() -> Tensor:
