@@ -70,5 +70,6 @@ rule all:
         rules.shape_bias_report.output,
         rules.texture_synthesis.output,
         rules.mask_dynamics.output,
+        rules.gan_mask_dynamics.output if FEWSHOT else [],
         rules.table2.output,
     default_target: True

@@ -44,3 +44,17 @@ rule mask_dynamics:
     threads: 1
     script:
         "../workflow_scripts/mask_dynamics.py"
+
+
+rule gan_mask_dynamics:
+    input:
+        # masks.pt is written beside the Top-K GAN run's generator by the gan_train rule.
+        generator=f"{RESULTS}/gan/{FEWSHOT[0] if FEWSHOT else 'none'}/fastgan_topk/seed{config['gan']['seeds'][0]}/generator_ema.pt",
+    output:
+        png=f"{RESULTS}/figures/gan_topk_mask_dynamics.png",
+        pdf=f"{RESULTS}/figures/gan_topk_mask_dynamics.pdf",
+    log:
+        f"{LOGS}/texture/gan_mask_dynamics.log",
+    threads: 1
+    script:
+        "../workflow_scripts/gan_mask_dynamics.py"

@@ -280,3 +280,17 @@ def test_table2_aggregates_seeds_and_prints_the_paper_values(tmp_path):
     assert row["mean"] == 41.0 and row["std"] == pytest.approx(1.414, abs=1e-3) and row["paper_mean"] == 38.7
     md = out["md"].read_text()
     assert "41.0 ± 1.4" in md and "38.7 ± 0.5" in md and "52.0 ± 2.8" in md
+
+
+def test_generator_topk_masks_are_recorded_at_each_checkpoint(tmp_path):
+    from topkshape.data.synthetic import write_fewshot_set
+    from topkshape.gan.train import GanSettings, train_fastgan
+    from topkshape.texture.figures import load_masks
+
+    write_fewshot_set(tmp_path / "imgs", "star", count=8, image_size=64, progress=False)
+    settings = GanSettings(im_size=64, ngf=8, ndf=8, nz=16, batch_size=4, iterations=4, checkpoint_every=2, log_every=2, topk_fraction=0.05)
+    train_fastgan(tmp_path / "imgs", tmp_path / "run", settings, progress=False, threads=1, mask_latents=2, mask_channels=(0, 1))
+    masks = load_masks(tmp_path / "run" / "masks.pt")
+    assert sorted(masks) == [0, 2, 4]
+    assert masks[4].shape[:2] == (2, 2) and masks[4].shape[2:] == (32, 32)
+    assert (masks[4].sum(dim=(2, 3)) <= 51 + 2).all()  # 5% of 32x32, ties aside

@@ -16,4 +16,6 @@ with rule_logging(sm.log[0], "gan_train"):
         resize=cfg["resize"], checkpoint_every=cfg["checkpoint_every"], snapshot_every=cfg["eval"]["snapshot_every"],
         seed=int(sm.wildcards.gan_seed),
     )
-    train_fastgan(sm.input[0], Path(sm.output.generator).parent, settings, threads=sm.threads)
+    masks = sm.config["texture"]["mask_dynamics"]
+    train_fastgan(sm.input[0], Path(sm.output.generator).parent, settings, threads=sm.threads,
+                  mask_latents=masks["images"], mask_channels=tuple(masks["channels"]))

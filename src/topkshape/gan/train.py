@@ -271,8 +271,14 @@ def train_fastgan(
     device: str | None = None,
     progress: bool = True,
     threads: int | None = None,
+    mask_latents: int = 0,
+    mask_channels: tuple[int, ...] = (0, 1, 2, 3),
 ) -> dict[str, Any]:
     """Train, then write ``generator_ema.pt`` (state dict + settings) and ``losses.csv``.
+
+    With ``mask_latents > 0`` and a Top-K layer in the generator, the Top-K masks of that
+    many fixed latent codes (channels ``mask_channels``) are recorded at iteration 0 and at
+    every checkpoint into ``masks.pt`` (the GAN's mask dynamics, Figure 8).
 
     Resumes from ``out_dir/checkpoint.pt`` when it exists and was written with the same
     settings; a checkpoint of other settings is an InputDataError (delete it to restart).
@@ -310,6 +316,11 @@ def train_fastgan(
     else:
         logger.info("starting at iteration 0 (no checkpoint at %s)", checkpoint_path)
 
+    recorder = _mask_recorder(generator, settings, mask_latents, mask_channels)
+    if recorder is not None:
+        recorder.masks = dict(state.get("masks", {})) if state is not None else {}
+        if start == 0:
+            recorder.record(0)
     generator.train()
     discriminator.train()
     bar = tqdm(range(start, settings.iterations), initial=start, total=settings.iterations, desc="FastGAN", disable=None if progress else True)
@@ -344,6 +355,8 @@ def train_fastgan(
         if settings.snapshot_every and done % settings.snapshot_every == 0:
             _save_generator(out_dir / SNAPSHOTS / f"generator_ema_{done:07d}.pt", generator_ema, settings)
         if done % settings.checkpoint_every == 0 or done == settings.iterations:
+            if recorder is not None:
+                recorder.record(done)
             save_checkpoint(
                 {
                     "settings": dataclasses.asdict(settings),
@@ -356,11 +369,14 @@ def train_fastgan(
                     "rng": rng_states(),
                     "losses": rows,
                     "window": window,
+                    "masks": recorder.masks if recorder is not None else {},
                 },
                 checkpoint_path,
             )
     bar.close()
 
+    if recorder is not None:
+        recorder.save(out_dir / "masks.pt")
     _save_generator(out_dir / GENERATOR_EMA, generator_ema, settings)
     with atomic_file(out_dir / LOSSES) as tmp:
         with open(tmp, "w", newline="") as handle:
@@ -374,6 +390,18 @@ def train_fastgan(
         "final": rows[-1] if rows else None,
         "mean_images_per_s": sum(r["images_per_s"] for r in rows) / len(rows) if rows else None,
     }
+
+
+def _mask_recorder(generator: nn.Module, settings: GanSettings, count: int, channels: tuple[int, ...]):
+    """A recorder of the generator's Top-K layer on fixed latent codes, or None."""
+    from topkshape.models import topk_layers
+    from topkshape.texture.figures import MaskRecorder
+
+    layers = topk_layers(generator)
+    if count <= 0 or not layers:
+        return None
+    latents = torch.randn(count, settings.nz, generator=torch.Generator().manual_seed(settings.seed + 7919))
+    return MaskRecorder(generator, next(iter(layers)), latents, list(channels))
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:

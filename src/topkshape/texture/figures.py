@@ -139,8 +139,9 @@ class MaskRecorder:
             raise ValueError(f"model has no submodule {layer_name!r}") from error
         if not isinstance(layer, (TopK, TopKMeanReplace)):
             raise ValueError(f"{layer_name!r} is a {type(layer).__name__}, not a TopK or TopKMeanReplace layer")
-        if images.dim() != 4:
-            raise ValueError(f"images must be a (N, 3, H, W) batch, got shape {tuple(images.shape)}")
+        if images.dim() < 2:
+            # Images (N, 3, H, W) for a classifier, latent codes (N, nz) for a generator.
+            raise ValueError(f"images must be a batch of model inputs, got shape {tuple(images.shape)}")
         self.model = model
         self.layer = layer
         self.layer_name = layer_name
@@ -156,7 +157,8 @@ class MaskRecorder:
         self.model.eval()
         self.layer.record_mask = True
         try:
-            with torch.no_grad():
+            # fork_rng: a generator's noise injection must not shift the training's random stream.
+            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 self.model(self.images.to(device))
             if self.layer.last_mask is None:
                 raise RuntimeError(f"the Top-K layer {self.layer_name!r} was not called in the forward pass")
