@@ -1,0 +1,27 @@
+"""The paper configuration plans the paper's job counts, each GPU job asking for one GPU."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from workflow_support import copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    plan = snakemake(work, "all", "-n", "--cores", "8", "--resources", "gpu=2", "--configfile", "config/paper.yaml",
+                     "--config", f"imagenet_root={tmp_path / 'imagenet'}")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", plan.stdout, re.MULTILINE)}
+    assert counts["train"] == 2 * 3 * 3  # subsets x variants x seeds
+    assert counts["gan_train"] == counts["gan_eval"] == 4 * 2 * 3  # classes x variants x seeds
+    assert counts["cue_conflict_eval"] == 2 * (1 + 6 * 2)
+    assert counts["subset"] == 2 and counts["stylized"] == 2 and counts["fewshot"] == 4
+    for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized"):
+        blocks = [b.split("\n\n")[0] for b in plan.stdout.split(f"rule {rule}:")[1:]]
+        assert blocks and all("gpu=1" in block for block in blocks), rule
