@@ -17,6 +17,7 @@ SMALL_DEFAULT = dict(
     data__synthetic__val_per_class=2,
     data__synthetic__image_size=32,
     data__fewshot_images=3,
+    gan__eval__kid_subset_size=2,
     stylize__per_class=2,
     train__image_size=32,
 )
@@ -70,6 +71,7 @@ def test_paper_data_stages_run_on_a_fake_imagenet_with_random_adain_weights(tmp_
         imagenet_root=str(root),
         data__imagenet__resize_short_side=32,
         data__fewshot_images=2,
+        gan__eval__kid_subset_size=2,
         stylize__image_size=32,
         stylize__adain__encoder_path=str(encoder),
         stylize__adain__decoder_path=str(decoder),
