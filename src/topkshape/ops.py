@@ -172,10 +172,11 @@ def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk") -> Tensor:
     fraction = check_fraction(fraction)
     if fraction == 1.0 and keep == "topk":
         return x
-    mask = topk_mask(x, fraction)
-    if keep == "non_topk":
-        mask = ~mask
-    return _MaskedIdentity.apply(x, mask)
+    return _keep_masked(x, topk_mask(x, fraction), keep)
+
+
+def _keep_masked(x: Tensor, mask: Tensor, keep: Keep) -> Tensor:
+    return _MaskedIdentity.apply(x, ~mask if keep == "non_topk" else mask)
 
 
 def spatial_topk_mean_replace(x: Tensor, fraction: float) -> Tensor:
@@ -200,9 +201,12 @@ class TopK(nn.Module):
         self.last_mask: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.record_mask:
-            self.last_mask = topk_mask(x, self.fraction)
-        return spatial_topk(x, self.fraction, self.keep)
+        if not self.record_mask:
+            return spatial_topk(x, self.fraction, self.keep)
+        self.last_mask = topk_mask(x, self.fraction)
+        if self.fraction == 1.0 and self.keep == "topk":
+            return x  # the identity, as spatial_topk
+        return _keep_masked(x, self.last_mask, self.keep)
 
     def extra_repr(self) -> str:
         return f"fraction={self.fraction}, keep={self.keep!r}"
@@ -218,9 +222,10 @@ class TopKMeanReplace(nn.Module):
         self.last_mask: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.record_mask:
-            self.last_mask = topk_mask(x, self.fraction)
-        return spatial_topk_mean_replace(x, self.fraction)
+        if not self.record_mask:
+            return spatial_topk_mean_replace(x, self.fraction)
+        self.last_mask = topk_mask(x, self.fraction)
+        return _MaskedMean.apply(x, self.last_mask)
 
     def extra_repr(self) -> str:
         return f"fraction={self.fraction}"

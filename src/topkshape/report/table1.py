@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from topkshape.atomic import atomic_file
+from topkshape.report.files import write_table_files
 
 VARIANT_LABELS = {
     "baseline": "ResNet-18",
@@ -176,16 +176,5 @@ def write_table1(summary_paths: Iterable[str | Path], reference_path: str | Path
         reference = {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
     table = aggregate(runs, reference)
     tests = welch_tests(runs)
-    with atomic_file(out["csv"]) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_file(out["md"]) as tmp:
-        tmp.write_text(to_markdown(table, tests, title))
-    with atomic_file(out["tex"]) as tmp:
-        tmp.write_text(to_latex(table))
-    metrics = {
-        f"{r.subset}/{r.variant}/{r.metric}": {"mean": round(r.mean, 4), "std": None if np.isnan(r.std) else round(r.std, 4)}
-        for r in table.itertuples()
-    }
-    with atomic_file(out["json"]) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title), to_latex(table), out)
     return table

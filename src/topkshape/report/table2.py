@@ -13,6 +13,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from topkshape.atomic import atomic_file
+from topkshape.report.files import write_table_files
 
 VARIANT_LABELS = {"fastgan": "FastGAN", "fastgan_topk": "FastGAN w. Top-K (ours)"}
 METRICS = {"fid": "FID", "kid_x1e3": "KID×10³"}
@@ -96,14 +97,5 @@ def write_table2(metric_paths, reference_path, out: dict[str, Any], title: str, 
     runs = load_runs(metric_paths)
     reference = yaml.safe_load(Path(reference_path).read_text())["table2"] if reference_path else None
     table = aggregate(runs, reference)
-    with atomic_file(out["csv"]) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_file(out["md"]) as tmp:
-        tmp.write_text(to_markdown(table, title, note))
-    with atomic_file(out["tex"]) as tmp:
-        tmp.write_text(to_latex(table))
-    metrics = {f"{r['class']}/{r.variant}/{r.metric}": {"mean": round(r["mean"], 4), "std": None if np.isnan(r["std"]) else round(r["std"], 4)}
-               for _, r in table.iterrows()}
-    with atomic_file(out["json"]) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_table_files(table, ("class", "variant"), to_markdown(table, title, note), to_latex(table), out)
     return table

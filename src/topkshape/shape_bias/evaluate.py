@@ -107,7 +107,10 @@ def evaluate_cue_conflict(
 
 
 def load_trained_classifier(checkpoint: str | Path, fraction: float | None, mode: str) -> tuple[nn.Module, list[str]]:
-    """A Table 1 model from its ``model.pt`` with Top-K inserted at its arch's paper positions."""
+    """A Table 1 model from its ``model.pt`` with Top-K inserted at its arch's paper positions.
+
+    The model's ``image_size`` attribute is the resolution it was trained at.
+    """
     from topkshape.models import build_model
 
     path = Path(checkpoint)
@@ -121,4 +124,5 @@ def load_trained_classifier(checkpoint: str | Path, fraction: float | None, mode
     model = build_model(settings["arch"], fraction=fraction, mode=mode, **kwargs)
     # The baseline has no Top-K layers, which hold no parameters: the state dict fits either way.
     model.load_state_dict(state["model"])
+    model.image_size = settings["image_size"]
     return model, list(state["classes"])

@@ -31,7 +31,7 @@ def run_cue_conflict_job(
     mode = "topk" if mode == "none" else mode
     if model_name.startswith(TRAINED_PREFIX):
         model, classes = load_trained_classifier(checkpoint, fraction, mode)
-        image_size = torch.load(checkpoint, map_location="cpu", weights_only=False)["settings"]["image_size"]
+        image_size = model.image_size
     else:
         model = build_model(model_name, fraction=fraction, mode=mode, weights=options["weights"])
         classes, image_size = None, options["image_size"]

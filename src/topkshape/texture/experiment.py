@@ -23,9 +23,6 @@ from topkshape.texture.figures import load_masks, save_mask_dynamics, save_panel
 from topkshape.texture.structure import edge_correlation, ssim
 from topkshape.texture.synthesis import gram_loss, reconstruct, synthesize_texture
 
-TRAINED_PREFIX = "trained_"
-
-
 def feature_taps(options: dict[str, Any], checkpoint: str | Path | None) -> FeatureTaps:
     """The configured feature network, tapped at the configured layers."""
     if options["feature_net"] == "vgg19":
