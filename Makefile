@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all test setup bench clean-results
+.PHONY: all test setup bench mutation pull clean-results
 
 all: $(STAMP)
-	$(BIN)/snakemake --cores 2 all
+	$(BIN)/snakemake all --cores 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -25,6 +25,18 @@ $(STAMP): pyproject.toml requirements-lock.txt
 bench: $(STAMP)
 	$(BIN)/python benchmarks/topk_op.py
 	$(BIN)/python benchmarks/model_cost.py
+
+# Mutation testing of the core modules (slow: not part of `make test` or CI). Scores per module;
+# MUTATION_ARGS="--modules src/topkshape/report/table1.py --tests tests/test_table1.py" runs a part.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q -r requirements-mutation.txt -c requirements-lock.txt
+	nice -n 19 $(BIN)/python tools/mutation.py --survivors $(MUTATION_ARGS)
+
+# A colleague's clone: fetch the shared datasets, models and results, then give each output the
+# time its job ended (DVC does not keep mtimes; see README "Sharing results").
+pull: $(STAMP)
+	$(BIN)/dvc pull
+	$(BIN)/python -m topkshape.sharing
 
 clean-results:
 	rm -rf results/*/ data/ logs/ .snakemake/

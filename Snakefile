@@ -1,7 +1,10 @@
 # topkshape workflow: reproduces Li et al. (NeurIPS 2023) from data to tables and figures.
 # This file only sets up (configuration, validation, wildcard constraints, shared paths) and
 # includes one rules/<stage>.smk per stage; the logic lives in src/topkshape.
+import os
 import sys
+
+import yaml
 
 from topkshape.config import validate_config
 from topkshape.errors import ConfigError
@@ -12,13 +15,24 @@ from topkshape.shape_bias.tags import sweep_tags
 # Snakemake would otherwise merge their dicts, e.g. the class lists of both).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 try:
-    config.update(validate_config(config))
+    checked = validate_config(config)
 except ConfigError as err:
     sys.exit(f"topkshape: {err}")
+# Dotted keys (e.g. from the Python API) arrive nested: drop the flat originals.
+config.clear()
+config.update(checked)
+
+# A partial `dvc pull` must not turn into a silent retraining of everything (see topkshape.sharing).
+if not os.environ.get("TOPKSHAPE_REBUILD_MISSING"):
+    from topkshape.sharing import missing_pulls, missing_pulls_message
+
+    _missing = missing_pulls(".")
+    if _missing:
+        sys.exit(f"topkshape: {missing_pulls_message(_missing)}")
 
 EXP = config["experiment"]
 DATA = f"data/{EXP}"
@@ -29,6 +43,13 @@ FEWSHOT = list(config["data"]["fewshot"])
 VARIANTS = ["baseline", "topk", "topk_mean_rpl"]
 SEEDS = config["train"]["seeds"]
 SB_TAGS = sweep_tags(config["shape_bias"]["fractions"], config["shape_bias"]["modes"])
+# Project files are found beside this Snakefile, whatever the working directory.
+# Relative to the working directory, so that a clone elsewhere records the same input paths.
+PAPER_REFERENCE = os.path.relpath(os.path.join(workflow.basedir, "config", "paper_reference.yaml"))
+# Its values are also a param of the table rules, so editing them reruns the tables (the
+# workflow profile's rerun triggers do not look at timestamps).
+with open(PAPER_REFERENCE) as handle:
+    PAPER_VALUES = yaml.safe_load(handle)
 
 
 def one_of(names):
@@ -60,6 +81,26 @@ include: "rules/train.smk"
 include: "rules/shape_bias.smk"
 include: "rules/texture.smk"
 include: "rules/gan.smk"
+
+
+# Tables, reports, figures, downloads and the environment record run where Snakemake runs, never
+# as cluster jobs: they take seconds, or need the network that compute nodes may lack.
+localrules:
+    all,
+    data,
+    train_all,
+    gan_all,
+    environment,
+    table1,
+    table2,
+    shape_bias_report,
+    mask_dynamics,
+    gan_mask_dynamics,
+    builtin_styles,
+    adain_weights,
+    cue_conflict_images,
+    human_decisions,
+    paper_data,
 
 
 rule all:

@@ -2,7 +2,10 @@
 
 Side by side in one run, same settings, on generated images:
 
-    python benchmarks/gan_iteration.py [--im-size 64] [--iterations 20] [--ngf 16] [--ndf 8] [--device cuda]
+    python benchmarks/gan_iteration.py [--im-size 64] [--iterations 20] [--ngf 16] [--ndf 8] [--device cuda] [--recon-loss lpips]
+
+``--recon-loss lpips`` (the paper config's) needs torchvision's VGG-16 weights under
+``$TORCH_HOME/hub/checkpoints/``; ``l1`` (the default config's) needs none.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from topkshape.data.synthetic import write_fewshot_set
 from topkshape.gan.train import GanSettings, train_fastgan
+from topkshape.provenance import _cpu_model
 
 
 def iterations_per_second(images: Path, settings: GanSettings, device: str) -> float:
@@ -32,17 +36,21 @@ def main() -> None:
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--ndf", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--recon-loss", choices=["l1", "mse", "lpips"], default="l1")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; {args.im_size} px, ngf {args.ngf}, ndf {args.ndf}, batch {args.batch_size}, {args.iterations} iterations")
+    cpu = f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"  # CPU models differ a lot within a machine kind
+    name = f"{torch.cuda.get_device_name()} ({cpu})" if args.device == "cuda" else cpu
+    print(f"device: {name}; {args.im_size} px, ngf {args.ngf}, ndf {args.ndf}, batch {args.batch_size}, {args.iterations} iterations, "
+          f"recon loss {args.recon_loss}")
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images"
         write_fewshot_set(images, "hexagon", count=32, image_size=args.im_size, progress=False)
         rates = {}
         for label, fraction in (("FastGAN", None), ("FastGAN + Top-K 5%", 0.05)):
             settings = GanSettings(im_size=args.im_size, ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size, iterations=args.iterations,
-                                   topk_fraction=fraction, checkpoint_every=args.iterations, log_every=args.iterations)
+                                   topk_fraction=fraction, checkpoint_every=args.iterations, log_every=args.iterations,
+                                   recon_loss=args.recon_loss)
             iterations_per_second(images, GanSettings(**{**settings.__dict__, "iterations": 2, "checkpoint_every": 2, "log_every": 2}), args.device)
             rates[label] = iterations_per_second(images, settings, args.device)
             print(f"{label:>20}: {rates[label]:.2f} it/s", flush=True)

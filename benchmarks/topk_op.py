@@ -1,19 +1,32 @@
-"""Forward+backward time and saved memory of our Top-K vs the paper code's formulation.
+"""Forward+backward time of our Top-K against the paper code's op and a bandwidth bound.
 
-Measured side by side in one run on one device. Prints, per layer shape and K:
-milliseconds per fwd+bwd for each, the speed ratio, the bytes kept for backward per
-input element, and whether the outputs are identical (they must be, barring ties).
+Measured side by side in one run on one device, interleaved (each repeat runs every
+candidate once, in turn) so that load from other processes hits all of them alike;
+medians are reported. Per layer shape and K it prints milliseconds per fwd+bwd for:
 
-    python benchmarks/topk_op.py [--device cuda] [--repeats 5] [--shapes 32x64x56x56 ...]
+* ``keep``: ours with ``ties="keep"``; ``exact``: ours with ``ties="exact"``;
+* ``paper``: the paper code's formulation (:mod:`topkshape.reference`);
+* ``bound``: a plain masked copy, ``torch.where(mask, x, 0)`` forward and backward
+  with the mask computed beforehand: what any masking op pays for memory traffic;
+
+then each of ours as a multiple of the bound (``/bnd``, lower is better) and as a
+speed-up over the paper op (``x pap``), the bytes kept for backward per input element,
+and whether the outputs equal the paper op's (exact-K: in every channel without a tie).
+``--selection`` adds the time of each exact k-th-largest candidate on the same rows.
+
+    python benchmarks/topk_op.py [--device cuda] [--repeats 9] [--shapes 32x64x56x56 ...] [--selection]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import platform
 import time
 import weakref
 
+import numpy as np
 import torch
 
 from topkshape import spatial_topk, topk_count, topk_mask
@@ -54,64 +67,120 @@ def retained_backward_bytes(fn, x: torch.Tensor) -> int:
     return total
 
 
-def outputs_identical_outside_ties(x: torch.Tensor, fraction: float) -> str:
-    """Compare outputs; channels with a tie at the K-th |x| may differ (ties are kept)."""
+def agreement_with_paper(x: torch.Tensor, fraction: float) -> str:
+    """Do our outputs equal the paper op's? Channels with a tie at the K-th |x| may differ."""
     with torch.no_grad():
-        ours, paper = spatial_topk(x, fraction), reference_topk(x, fraction)[0]
+        paper = reference_topk(x, fraction)[0]
         n, c, h, w = x.shape
         tied = topk_mask(x, fraction).sum(dim=(2, 3)) > topk_count(fraction, h * w)
-        same = (ours == paper).flatten(2).all(dim=2)
-        if bool(same[~tied].all()):
-            return f"yes ({int(tied.sum())} tied ch.)" if tied.any() else "yes"
-        return "NO"
+        verdicts = []
+        for ties in ("keep", "exact"):
+            same = (spatial_topk(x, fraction, ties=ties) == paper).flatten(2).all(dim=2)
+            verdicts.append("yes" if bool(same[~tied].all()) else "NO")
+        note = f" ({int(tied.sum())} tied ch.)" if tied.any() else ""
+        return "/".join(verdicts) + note
 
 
-def time_fwd_bwd(fn, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
-    """Median milliseconds of one forward+backward."""
+def interleaved_medians(fns: dict, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median milliseconds of one forward+backward per candidate, the candidates interleaved."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    for _ in range(2):
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for fn in fns.values():  # warm-up
         fn(x).backward(grad)
-    times = []
-    for _ in range(repeats):
-        x.grad = None
-        sync()
-        start = time.perf_counter()
-        fn(x).backward(grad)
-        sync()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2] * 1e3
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            x.grad = None
+            sync()
+            start = time.perf_counter()
+            fns[name](x).backward(grad)
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+
+
+def selection_candidates(x: torch.Tensor, k: int) -> dict:
+    """Each exact k-th-largest-|x| candidate for the rows of ``x`` (a ``(rows,)`` result)."""
+    n, c, h, w = x.shape
+    rows = x.detach().abs().reshape(n * c, h * w)
+    position = h * w - k
+    candidates = {
+        "torch.topk(sorted=False)": lambda: torch.topk(rows, k, dim=1, sorted=False).values.amin(dim=1),
+        "torch.kthvalue": lambda: torch.kthvalue(rows, position + 1, dim=1).values,
+    }
+    if rows.device.type == "cpu":
+        from topkshape.ops import kth_largest, topk_mask as mask_fn
+
+        candidates["numpy introselect, 1 thread"] = lambda: np.partition(rows.numpy(), position, axis=1)[:, position]
+        candidates["numpy introselect, blocks+threads"] = lambda: kth_largest(rows, k)
+        candidates["ours: int keys+compare (whole mask)"] = lambda: mask_fn(x.detach(), k / (h * w))
+    return candidates
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, load average {load}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES)
+    parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS)
+    parser.add_argument("--selection", action="store_true", help="also time each exact selection candidate")
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}")
-    header = f"{'shape':>16} {'K':>4} {'ours ms':>9} {'paper ms':>9} {'speedup':>8} {'ours B/el':>10} {'paper B/el':>11} {'identical':>18}"
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; numpy {np.__version__}")
+    print(f"medians of {args.repeats} interleaved repeats; ms per forward+backward")
+    header = (
+        f"{'shape':>16} {'K':>4} {'keep ms':>8} {'exact ms':>9} {'paper ms':>9} {'bound ms':>9}"
+        f" {'keep/bnd':>9} {'exact/bnd':>10} {'keep x pap':>11} {'exact x pap':>12} {'B/el ours':>10} {'B/el paper':>11}  same as paper (keep/exact)"
+    )
     print(header)
     torch.manual_seed(0)
     for shape_text in args.shapes:
         shape = tuple(int(s) for s in shape_text.split("x"))
         x = torch.randn(shape, device=device, requires_grad=True)
         grad = torch.randn(shape, device=device)
-        for fraction in FRACTIONS:
-            ours = lambda t: spatial_topk(t, fraction)  # noqa: E731
-            paper = lambda t: reference_topk(t, fraction)[0]  # noqa: E731
-            identical = outputs_identical_outside_ties(x, fraction)
-            t_ours = time_fwd_bwd(ours, x, grad, args.repeats)
-            t_paper = time_fwd_bwd(paper, x, grad, args.repeats)
-            b_ours = retained_backward_bytes(ours, x) / x.numel()
-            b_paper = retained_backward_bytes(paper, x) / x.numel()
+        for fraction in args.fractions:
+            mask = topk_mask(x, fraction)
+            zero = torch.zeros((), device=device)
+            fns = {
+                "keep": lambda t: spatial_topk(t, fraction),
+                "exact": lambda t: spatial_topk(t, fraction, ties="exact"),
+                "paper": lambda t: reference_topk(t, fraction)[0],
+                "bound": lambda t: torch.where(mask, t, zero),
+            }
+            ms = interleaved_medians(fns, x, grad, args.repeats)
+            b_ours = retained_backward_bytes(fns["keep"], x) / x.numel()
+            b_paper = retained_backward_bytes(fns["paper"], x) / x.numel()
             print(
-                f"{shape_text:>16} {fraction:>4.0%} {t_ours:>9.1f} {t_paper:>9.1f} {t_paper / t_ours:>7.2f}x"
-                f" {b_ours:>10.2f} {b_paper:>11.2f} {identical:>18}",
+                f"{shape_text:>16} {fraction:>4.0%} {ms['keep']:>8.1f} {ms['exact']:>9.1f} {ms['paper']:>9.1f} {ms['bound']:>9.1f}"
+                f" {ms['keep'] / ms['bound']:>8.2f}x {ms['exact'] / ms['bound']:>9.2f}x"
+                f" {ms['paper'] / ms['keep']:>10.2f}x {ms['paper'] / ms['exact']:>11.2f}x"
+                f" {b_ours:>10.2f} {b_paper:>11.2f}  {agreement_with_paper(x, fraction)}",
                 flush=True,
             )
+            if args.selection:
+                k = topk_count(fraction, shape[2] * shape[3])
+                candidates = selection_candidates(x, k)
+                times = {name: [] for name in candidates}
+                for r in range(args.repeats):
+                    for name, fn in candidates.items():
+                        start = time.perf_counter()
+                        fn()
+                        times[name].append(time.perf_counter() - start)
+                for name, t in times.items():
+                    print(f"{'':>22} selection: {name:<38} {np.median(t) * 1e3:8.1f} ms")
             gc.collect()
 
 

@@ -1,10 +1,39 @@
-# Data stage: classification subsets, their stylized / cue-conflict evaluation sets, and the
-# few-shot synthesis sets. The source (generated shapes or ImageNet) and the stylization
-# (texture swap or AdaIN) are config values; every branch writes the same layout.
+# Data stage: classification subsets, their stylized / cue-conflict evaluation sets, the few-shot
+# synthesis sets, and the files the paper publishes. The source (generated shapes, ImageNet or the
+# paper's own files) and the stylization (texture swap or AdaIN) are config values; every branch
+# writes the same layout. Every value a job uses is a param: editing it reruns exactly those jobs.
+from topkshape.paper_data import PART_FOLDERS, fewshot_part
 
-ADAIN = config["stylize"]["adain"]
-USES_ADAIN = config["stylize"]["method"] == "adain"
-BUILTIN_STYLES = config["stylize"]["styles"] == "builtin"
+DATA_CFG = config["data"]
+STYLIZE = config["stylize"]
+ADAIN = STYLIZE["adain"]
+USES_ADAIN = STYLIZE["method"] == "adain"
+REQUIRE_PINNED = config["downloads"]["require_pinned"]
+PAPER_DATA = "resources/paper-data"
+PAPER_FEWSHOT = DATA_CFG["paper_fewshot"]
+
+
+def data_options(source):
+    """The options section of a data source (only its own values are a job's params)."""
+    return DATA_CFG["synthetic"] if source == "synthetic" else DATA_CFG["imagenet"]
+
+
+def fewshot_param(value):
+    """A param of a few-shot job that builds its set; None for a set copied from the paper's data."""
+    return lambda wildcards: None if wildcards.fewshot in PAPER_FEWSHOT else value(wildcards)
+
+
+def fewshot_options():
+    """What building a few-shot set reads: not the subsets' counts or texture correlation."""
+    if DATA_CFG["source"] == "synthetic":
+        return {key: DATA_CFG["synthetic"][key] for key in ("image_size", "seed")}
+    return {key: value for key, value in DATA_CFG["imagenet"].items() if key != "max_train_per_class"}
+
+
+def style_folder():
+    """The AdaIN style images: generated, the paper's three, or a user folder."""
+    styles = STYLIZE["styles"]
+    return {"builtin": f"{DATA}/styles", "paper_data": f"{PAPER_DATA}/styles"}.get(styles, styles)
 
 
 def adain_weight_paths():
@@ -19,14 +48,31 @@ def stylized_inputs(wildcards):
     inputs = {"subset": f"{DATA}/{wildcards.subset}"}
     if USES_ADAIN:
         inputs["encoder"], inputs["decoder"] = adain_weight_paths()
-        if BUILTIN_STYLES:
-            inputs["styles"] = f"{DATA}/styles"
+        inputs["styles"] = style_folder()  # a user folder too: replacing it reruns the stylized sets
     return inputs
+
+
+def fewshot_inputs(wildcards):
+    """A few-shot set taken from the paper's published data reads its verified folder."""
+    paper_set = PAPER_FEWSHOT.get(wildcards.fewshot)
+    return {"paper": f"{PAPER_DATA}/{fewshot_part(paper_set)}"} if paper_set else {}
+
+
+def stylized_options():
+    """The stylize values a stylized job of this method uses (AdaIN weights and styles are inputs)."""
+    if not USES_ADAIN:
+        return {key: STYLIZE[key] for key in ("method", "per_class", "seed")}
+    return {key: STYLIZE[key] for key in ("method", "alpha", "image_size", "style_size", "crop", "seed")}
 
 
 rule subset:
     output:
         directory(f"{DATA}/{{subset}}"),
+    params:
+        source=DATA_CFG["source"],
+        classes=lambda wildcards: DATA_CFG["subsets"][wildcards.subset],
+        options=data_options(DATA_CFG["source"]),
+        imagenet_root=config["imagenet_root"] if DATA_CFG["source"] == "imagenet" else None,
     log:
         f"{LOGS}/data/subset_{{subset}}.log",
     benchmark:
@@ -37,8 +83,17 @@ rule subset:
 
 
 rule fewshot:
+    input:
+        unpack(fewshot_inputs),
     output:
         directory(f"{DATA}/fewshot/{{fewshot}}"),
+    params:
+        source=fewshot_param(lambda wildcards: DATA_CFG["source"]),
+        cls=fewshot_param(lambda wildcards: DATA_CFG["fewshot"][wildcards.fewshot]),
+        images=fewshot_param(lambda wildcards: DATA_CFG["fewshot_images"]),
+        options=fewshot_param(lambda wildcards: fewshot_options()),
+        imagenet_root=fewshot_param(lambda wildcards: config["imagenet_root"] if DATA_CFG["source"] == "imagenet" else None),
+        paper_set=lambda wildcards: PAPER_FEWSHOT.get(wildcards.fewshot),
     log:
         f"{LOGS}/data/fewshot_{{fewshot}}.log",
     benchmark:
@@ -48,9 +103,27 @@ rule fewshot:
         "../workflow_scripts/make_fewshot.py"
 
 
+rule paper_data:
+    output:
+        directory(f"{PAPER_DATA}/{{part}}"),
+    params:
+        base_url=config["paper_data"]["base_url"],
+    wildcard_constraints:
+        part="|".join(PART_FOLDERS),
+    log:
+        "logs/paper_data/{part}.log",
+    threads: 2
+    script:
+        "../workflow_scripts/fetch_paper_data.py"
+
+
 rule builtin_styles:
     output:
         directory(f"{DATA}/styles"),
+    params:
+        num_styles=STYLIZE["num_styles"],
+        image_size=STYLIZE["style_size"] or STYLIZE["image_size"] or 256,
+        seed=STYLIZE["seed"],
     log:
         f"{LOGS}/data/builtin_styles.log",
     threads: 1
@@ -62,6 +135,12 @@ rule adain_weights:
     output:
         encoder="resources/adain/vgg_normalised.pth",
         decoder="resources/adain/decoder.pth",
+    params:
+        encoder_url=ADAIN["encoder_url"],
+        encoder_sha256=ADAIN["encoder_sha256"],
+        decoder_url=ADAIN["decoder_url"],
+        decoder_sha256=ADAIN["decoder_sha256"],
+        require_pinned=REQUIRE_PINNED,
     log:
         "logs/adain_weights.log",
     threads: 1
@@ -75,7 +154,10 @@ rule stylized:
     output:
         directory(f"{DATA}/{{subset}}-stylized"),
     params:
-        style_dir=(f"{DATA}/styles" if BUILTIN_STYLES else config["stylize"]["styles"]) if USES_ADAIN else None,
+        classes=lambda wildcards: DATA_CFG["subsets"][wildcards.subset],
+        stylize=stylized_options(),
+        image_size=DATA_CFG["synthetic"]["image_size"] if not USES_ADAIN else None,
+        style_dir=style_folder() if USES_ADAIN else None,
         encoder=adain_weight_paths()[0] if USES_ADAIN else None,
         decoder=adain_weight_paths()[1] if USES_ADAIN else None,
     log:

@@ -1,9 +1,29 @@
 # Table 2 stage: few-shot image synthesis with FastGAN and FastGAN + Top-K, FID/KID over seeds.
+# Every value a job uses is a param: editing it reruns exactly the jobs that use it.
 
 GAN = config["gan"]
 GAN_VARIANTS = ["fastgan", "fastgan_topk"]
 GAN_RUN = f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{{gan_seed}}"
 GAN_CLASSIFIER = GAN["eval"]["feature_extractor"] == "classifier"
+# What one training job uses: not the seed list or the per-set Top-K table (the job's own
+# fraction is its own param), and of the evaluation options only the snapshot interval.
+GAN_TRAIN_PARAMS = {key: value for key, value in GAN.items() if key not in ("seeds", "eval", "topk_fraction")}
+
+
+def gan_topk_fraction(wildcards):
+    """This job's Top-K fraction: the set's value for the Top-K variant, None for the baseline."""
+    return GAN["topk_fraction"][wildcards.fewshot] if wildcards.gan_variant == "fastgan_topk" else None
+
+
+GAN_FID_DURING_TRAINING = GAN["rollback"]["enabled"]
+
+
+def gan_train_inputs(wildcards):
+    """The few-shot set; with FID during training (the paper's rollback) also the classifier extractor."""
+    inputs = {"images": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    if GAN_FID_DURING_TRAINING and GAN_CLASSIFIER:
+        inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
+    return inputs
 
 
 def gan_eval_inputs(wildcards):
@@ -15,10 +35,16 @@ def gan_eval_inputs(wildcards):
 
 rule gan_train:
     input:
-        f"{DATA}/fewshot/{{fewshot}}",
+        unpack(gan_train_inputs),
     output:
         generator=f"{GAN_RUN}/generator_ema.pt",
         losses=f"{GAN_RUN}/losses.csv",
+    params:
+        gan=GAN_TRAIN_PARAMS,
+        topk_fraction=gan_topk_fraction,
+        snapshot_every=GAN["eval"]["snapshot_every"],
+        fid=GAN["eval"] if GAN_FID_DURING_TRAINING else None,
+        mask_dynamics=config["texture"]["mask_dynamics"],
     log:
         f"{LOGS}/gan/{{fewshot}}_{{gan_variant}}_seed{{gan_seed}}.log",
     benchmark:
@@ -36,6 +62,8 @@ rule gan_eval:
     output:
         metrics=f"{GAN_RUN}/metrics.json",
         preview=f"{GAN_RUN}/preview.png",
+    params:
+        eval=GAN["eval"],
     log:
         f"{LOGS}/gan/eval_{{fewshot}}_{{gan_variant}}_seed{{gan_seed}}.log",
     benchmark:
@@ -51,13 +79,17 @@ rule table2:
     input:
         metrics=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{{gan_seed}}/metrics.json", fewshot=FEWSHOT, gan_variant=GAN_VARIANTS, gan_seed=GAN["seeds"]),
         previews=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{GAN['seeds'][0]}/preview.png", fewshot=FEWSHOT, gan_variant=GAN_VARIANTS),
-        reference="config/paper_reference.yaml",
+        reference=PAPER_REFERENCE,
     output:
         csv=f"{RESULTS}/tables/table2.csv",
         md=f"{RESULTS}/tables/table2.md",
         tex=f"{RESULTS}/tables/table2.tex",
         json=f"{RESULTS}/tables/table2.json",
         samples=f"{RESULTS}/figures/fewshot_samples.png",
+    params:
+        title=f"Table 2 ({EXP})",
+        gan=GAN,
+        paper_values=PAPER_VALUES["table2"],
     log:
         f"{LOGS}/table2.log",
     threads: 1

@@ -6,9 +6,9 @@ SB_RAW = f"{RESULTS}/shape_bias/raw/cue-conflict_{{model}}-{{tag}}_session-1.csv
 
 
 def cue_conflict_folder():
-    """The stimuli: a user folder, or the download rule's output."""
+    """The stimuli: a user folder, the paper's published files (rule paper_data), or the archive's."""
     opts = SB["cue_conflict"]
-    return opts["path"] if opts["source"] == "folder" else f"{DATA}/cue-conflict"
+    return {"folder": opts["path"], "paper_data": f"{PAPER_DATA}/cue-conflict"}.get(opts["source"], f"{DATA}/cue-conflict")
 
 
 def human_folder():
@@ -30,6 +30,10 @@ def cue_conflict_inputs(wildcards):
 rule cue_conflict_images:
     output:
         directory(f"{DATA}/cue-conflict"),
+    params:
+        url=SB["cue_conflict"]["url"],
+        sha256=SB["cue_conflict"]["sha256"],
+        require_pinned=REQUIRE_PINNED,
     log:
         f"{LOGS}/shape_bias/cue_conflict_images.log",
     threads: 1
@@ -40,6 +44,9 @@ rule cue_conflict_images:
 rule human_decisions:
     output:
         directory(f"{DATA}/humans"),
+    params:
+        base_url=SB["humans"]["base_url"],
+        require_pinned=REQUIRE_PINNED,
     log:
         f"{LOGS}/shape_bias/human_decisions.log",
     threads: 1
@@ -47,16 +54,29 @@ rule human_decisions:
         "../workflow_scripts/fetch_human_decisions.py"
 
 
+def imagenet_only(value):
+    """A param that only torchvision models use: a trained model's job does not depend on it."""
+    return lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else value
+
+
+# One job per model: the model is loaded and the stimuli decoded once, then every setting of
+# the sweep writes its own raw CSV (the same files as one job per setting would).
 rule cue_conflict_eval:
     input:
         unpack(cue_conflict_inputs),
     output:
-        SB_RAW,
+        expand(SB_RAW, tag=SB_TAGS, allow_missing=True),
+    params:
+        tags=SB_TAGS,
+        weights=imagenet_only(SB["weights"]),
+        image_size=imagenet_only(SB["image_size"]),
+        batch_size=SB["batch_size"],
+        ties=SB["ties"],
     log:
-        f"{LOGS}/shape_bias/{{model}}-{{tag}}.log",
+        f"{LOGS}/shape_bias/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/cue_conflict_{{model}}-{{tag}}.tsv"
-    threads: 1
+        f"{RESULTS}/benchmarks/cue_conflict_{{model}}.tsv"
+    threads: SB["threads"]
     resources:
         gpu=1,
     script:
@@ -76,6 +96,9 @@ rule shape_bias_report:
         per_class_pdf=f"{RESULTS}/figures/shape_bias_per_class.pdf",
     params:
         humans=human_folder(),
+        experiment=EXP,
+        bootstrap_samples=SB["bootstrap_samples"],
+        chance_alpha=SB["chance_alpha"],
     log:
         f"{LOGS}/shape_bias/report.log",
     threads: 1

@@ -3,6 +3,7 @@
 TX = config["texture"]
 TX_TRAINED = TX["feature_net"].startswith("trained_")
 MASK_SUBSET = TX["mask_dynamics"]["subset"] or SUBSETS[0]
+GAN_MASK_SET = FEWSHOT[0] if FEWSHOT else "none"
 
 
 def texture_inputs(wildcards):
@@ -21,11 +22,16 @@ rule texture_synthesis:
         synthesis_pdf=f"{RESULTS}/figures/texture_synthesis.pdf",
         reconstruction_png=f"{RESULTS}/figures/reconstruction.png",
         reconstruction_pdf=f"{RESULTS}/figures/reconstruction.pdf",
+    params:
+        # The synthesis settings; mask_dynamics is the trainers' business and must not rerun this.
+        texture={key: value for key, value in TX.items() if key != "mask_dynamics"},
     log:
         f"{LOGS}/texture/texture_synthesis.log",
     benchmark:
         f"{RESULTS}/benchmarks/texture_synthesis.tsv"
-    threads: 2
+    # One thread: the job needs no trained model, so it runs beside the training jobs (about 60 CPU
+    # seconds for the default); torch's intra-op threads on a busy CPU mostly spin.
+    threads: 1
     resources:
         gpu=1,
     script:
@@ -39,6 +45,8 @@ rule mask_dynamics:
     output:
         png=f"{RESULTS}/figures/topk_mask_dynamics.png",
         pdf=f"{RESULTS}/figures/topk_mask_dynamics.pdf",
+    params:
+        title=f"Top-K masks during training ({MASK_SUBSET}, epochs)",
     log:
         f"{LOGS}/texture/mask_dynamics.log",
     threads: 1
@@ -49,10 +57,12 @@ rule mask_dynamics:
 rule gan_mask_dynamics:
     input:
         # masks.pt is written beside the Top-K GAN run's generator by the gan_train rule.
-        generator=f"{RESULTS}/gan/{FEWSHOT[0] if FEWSHOT else 'none'}/fastgan_topk/seed{config['gan']['seeds'][0]}/generator_ema.pt",
+        generator=f"{RESULTS}/gan/{GAN_MASK_SET}/fastgan_topk/seed{config['gan']['seeds'][0]}/generator_ema.pt",
     output:
         png=f"{RESULTS}/figures/gan_topk_mask_dynamics.png",
         pdf=f"{RESULTS}/figures/gan_topk_mask_dynamics.pdf",
+    params:
+        title=f"FastGAN Top-K masks during training ({GAN_MASK_SET}, iterations)",
     log:
         f"{LOGS}/texture/gan_mask_dynamics.log",
     threads: 1

@@ -1,6 +1,9 @@
 # Table 1 stage: train each (subset x variant x seed) classifier, then aggregate.
+# Every value a job uses is a param: editing it reruns exactly the jobs that use it.
 
 RUN = f"{RESULTS}/train/{{subset}}/{{variant}}/seed{{seed}}"
+# The seed list selects jobs; it does not change any one job, so it is not a param.
+TRAIN_PARAMS = {key: value for key, value in config["train"].items() if key != "seeds"}
 
 
 rule train:
@@ -11,6 +14,9 @@ rule train:
         model=f"{RUN}/model.pt",
         metrics=f"{RUN}/metrics.csv",
         summary=f"{RUN}/summary.json",
+    params:
+        train=TRAIN_PARAMS,
+        mask_dynamics=config["texture"]["mask_dynamics"],
     log:
         f"{LOGS}/train/{{subset}}_{{variant}}_seed{{seed}}.log",
     benchmark:
@@ -26,7 +32,7 @@ rule table1:
     input:
         summaries=expand(f"{RESULTS}/train/{{subset}}/{{variant}}/seed{{seed}}/summary.json", subset=SUBSETS, variant=VARIANTS, seed=SEEDS),
         metrics=expand(f"{RESULTS}/train/{{subset}}/{{variant}}/seed{{seed}}/metrics.csv", subset=SUBSETS, variant=VARIANTS, seed=SEEDS),
-        reference="config/paper_reference.yaml",
+        reference=PAPER_REFERENCE,
     output:
         csv=f"{RESULTS}/tables/table1.csv",
         md=f"{RESULTS}/tables/table1.md",
@@ -36,6 +42,11 @@ rule table1:
         figure_pdf=f"{RESULTS}/figures/table1.pdf",
         curves_png=f"{RESULTS}/figures/table1_training_curves.png",
         curves_pdf=f"{RESULTS}/figures/table1_training_curves.pdf",
+    params:
+        title=f"Table 1 ({EXP}: {config['train']['arch']}, {config['data']['source']} data)",
+        train=config["train"],
+        subsets=config["data"]["subsets"],
+        paper_values=PAPER_VALUES["table1"],
     log:
         f"{LOGS}/table1.log",
     threads: 1

@@ -3,6 +3,9 @@ stylised ImageFolder is complete, labelled, reproducible, or absent."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,7 +134,8 @@ def test_stylized_folder_keeps_layout_and_labels_and_is_reproducible(tmp_path, i
 
     outs = [tmp_path / "out1", tmp_path / "out2"]
     tables = [
-        stylize_image_folder(src, out, styles, stylizer, alpha=0.7, seed=3, size=32, batch_size=3, progress=False)
+        stylize_image_folder(src, out, styles, stylizer, alpha=0.7, seed=3, size=32, style_size=24, batch_size=3,
+                             progress=False)
         for out in outs
     ]
     csv = pd.read_csv(outs[0] / "styles.csv", keep_default_na=False, dtype=str)
@@ -154,8 +158,64 @@ def test_content_is_resized_by_its_short_side(tmp_path, stylizer):
     src = tmp_path / "src"
     write_png(src / "only" / "wide.jpg", (40, 24), seed=1)
     write_png(tmp_path / "s.png", (16, 16), seed=2)
-    stylize_image_folder(src, tmp_path / "out", [tmp_path / "s.png"], stylizer, size=16, progress=False)
-    assert Image.open(tmp_path / "out" / "only" / "wide.png").size == (27, 16)
+    stylize_image_folder(src, tmp_path / "out", [tmp_path / "s.png"], stylizer, size=16, style_size=16, progress=False)
+    # torchvision's Resize(16), as pytorch-AdaIN's test_transform: long side int(40 * 16 / 24) = 26.
+    assert Image.open(tmp_path / "out" / "only" / "wide.png").size == (26, 16)
+
+
+def test_alpha_blends_adain_and_content_features_at_alpha_other_than_one_half():
+    # Identity encoder and decoder: the output is the blended feature map itself.
+    stylizer = AdaINStylizer(encoder=torch.nn.Identity(), decoder=torch.nn.Identity())
+    content = torch.tensor([0.2, 0.4]).view(1, 1, 1, 2).repeat(1, 3, 1, 1)
+    style = torch.tensor([0.5, 0.9, 0.7]).view(1, 1, 1, 3).repeat(1, 3, 1, 1)
+    # By hand: content mean 0.3, unbiased variance 0.02; style mean 0.7, unbiased variance 0.04.
+    s_c, s_s = (0.02 + 1e-5) ** 0.5, (0.04 + 1e-5) ** 0.5
+    adain = [0.7 + (0.2 - 0.3) / s_c * s_s, 0.7 + (0.4 - 0.3) / s_c * s_s]
+    for alpha in (0.0, 0.25, 0.8, 1.0):
+        expected = torch.tensor([alpha * a + (1 - alpha) * c for a, c in zip(adain, (0.2, 0.4))])
+        out = stylizer(content, style, alpha=alpha)
+        torch.testing.assert_close(out, expected.view(1, 1, 1, 2).expand(1, 3, 1, 2), atol=1e-6, rtol=0)
+    # 0.25 is not the symmetric 0.5 blend: swapping the roles would give another result.
+    assert not torch.allclose(stylizer(content, style, alpha=0.25), stylizer(content, style, alpha=0.75))
+
+
+def test_style_is_sized_on_its_own_not_stretched_to_the_content(tmp_path):
+    seen = []
+
+    class RecordingEncoder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return torch.nn.functional.avg_pool2d(x, 4)
+
+    class Upsample(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=4)
+
+    stylizer = AdaINStylizer(encoder=RecordingEncoder(), decoder=Upsample())
+    src = tmp_path / "src"
+    write_png(src / "only" / "content.png", (32, 24), seed=1)  # wide content
+    write_png(tmp_path / "tall_style.png", (30, 60), seed=2)  # tall style
+    stylize_image_folder(src, tmp_path / "out", [tmp_path / "tall_style.png"], stylizer, size=16, style_size=20,
+                         progress=False)
+    # Style: shorter side 30 -> 20, so 20 x 40 (H x W = 40 x 20); content: 24 -> 16, so 16 x 21.
+    assert seen == [(40, 20), (16, 21)]
+    seen.clear()
+    stylize_image_folder(src, tmp_path / "out2", [tmp_path / "tall_style.png"], stylizer, size=16, style_size=20,
+                         crop=True, progress=False)
+    assert seen == [(20, 20), (16, 16)]
+    assert Image.open(tmp_path / "out2" / "only" / "content.png").size == (16, 16)
+
+
+def test_stylized_folder_records_its_settings_and_files_in_a_manifest(tmp_path, image_folder, stylizer):
+    src, styles_dir = image_folder
+    out = tmp_path / "out"
+    stylize_image_folder(src, out, list_style_images(styles_dir), stylizer, alpha=0.3, size=32, style_size=24,
+                         progress=False)
+    record = json.loads((out / "manifest.json").read_text())
+    assert record["settings"] == {"alpha": 0.3, "seed": 0, "content_size": 32, "style_size": 24, "crop": False}
+    assert sorted(record["styles"]) == ["a_style.png", "b_style.png"]
+    assert sorted(record["files"]) == ["cat/img0.png", "cat/img1.png", "dog/img0.png", "dog/img1.png"]
+    assert record["files"]["cat/img0.png"] == hashlib.sha256((out / "cat" / "img0.png").read_bytes()).hexdigest()
 
 
 def test_corrupt_image_raises_and_leaves_no_output(tmp_path, image_folder, stylizer):

@@ -6,12 +6,14 @@ import functools
 import hashlib
 import http.server
 import logging
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
-from topkshape.download import download_file, sha256_of, verify_sha256
-from topkshape.errors import ChecksumError, InputDataError
+from topkshape.download import as_url, download_file, sha256_of, verify_sha256
+from topkshape.errors import ChecksumError, ConfigError, InputDataError
 
 PAYLOAD = b"weights " * 5000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -96,3 +98,50 @@ def test_verify_sha256_names_the_path(tmp_path):
         verify_sha256(path, "f" * 64)
     with pytest.raises(InputDataError, match="absent.bin"):
         sha256_of(tmp_path / "absent.bin")
+
+
+def test_require_pinned_refuses_an_unpinned_download_before_fetching(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    with pytest.raises(ConfigError) as info:
+        download_file(f"{server}/model.pth", dest, None, progress=False, require_pinned=True,
+                      pin_key="stylize.adain.encoder_sha256")
+    message = str(info.value)
+    assert "\n" not in message and "model.pth" in message and "stylize.adain.encoder_sha256" in message
+    assert not dest.exists() and leftovers(tmp_path) == ["served"]
+
+
+def test_require_pinned_lets_a_pinned_download_through(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    download_file(f"{server}/model.pth", dest, PAYLOAD_SHA, progress=False, require_pinned=True)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_a_local_folder_or_file_url_works_as_a_download_location(tmp_path):
+    source = tmp_path / "mirror" / "model.pth"
+    source.parent.mkdir()
+    source.write_bytes(PAYLOAD)
+    assert as_url(tmp_path / "mirror") == (tmp_path / "mirror").as_uri()
+    assert as_url("https://example.org/x") == "https://example.org/x"
+    dest = tmp_path / "out" / "model.pth"
+    download_file(f"{as_url(tmp_path / 'mirror')}/model.pth", dest, PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+HUMANS = Path(__file__).resolve().parents[2] / "shared" / "model-vs-human" / "raw-data" / "cue-conflict"
+
+
+@pytest.mark.skipif(not HUMANS.is_dir(), reason=f"../shared/model-vs-human not found at {HUMANS}")
+def test_human_decisions_are_checked_against_the_shipped_pins(tmp_path):
+    from topkshape.shape_bias.fetch import HUMAN_FILES, fetch_human_decisions
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in HUMAN_FILES:
+        shutil.copyfile(HUMANS / name, mirror / name)
+    paths = fetch_human_decisions(str(mirror), tmp_path / "humans", require_pinned=True)
+    assert [p.read_bytes() for p in paths] == [(HUMANS / n).read_bytes() for n in HUMAN_FILES]
+    with open(mirror / HUMAN_FILES[3], "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ChecksumError, match=HUMAN_FILES[3]):
+        fetch_human_decisions(str(mirror), tmp_path / "humans2")
+    assert not (tmp_path / "humans2").exists()

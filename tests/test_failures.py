@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from topkshape.checkpoint import load_checkpoint, save_checkpoint
+from topkshape.checkpoint import load_torch_file, save_checkpoint
 from workflow_support import ROOT, SNAKEMAKE, copy_workflow, make_fake_imagenet, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -111,22 +112,53 @@ def test_killed_dataset_build_leaves_no_dataset_and_the_rerun_cleans_up(tmp_path
     assert not list((work / "data/default").glob(".tmp-*"))
 
 
-def test_a_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+# The writer saves a 32 MB checkpoint again and again (epoch 2, 3, ...); the test SIGKILLs it as
+# soon as a temporary file of a write in progress holds data. A real kill runs no cleanup code.
+_ENDLESS_WRITER = """
+import sys, torch
+from topkshape.checkpoint import save_checkpoint
+epoch = 2
+while True:
+    save_checkpoint({"epoch": epoch, "weights": torch.full((8_000_000,), float(epoch))}, sys.argv[1])
+    epoch += 1
+"""
+
+
+def _kill_mid_write(path: Path, deadline_s: float = 60) -> None:
+    writer = subprocess.Popen([sys.executable, "-c", _ENDLESS_WRITER, str(path)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + deadline_s
+    try:
+        while not any(p.stat().st_size > 0 for p in path.parent.glob(".tmp-checkpoint.pt-*") if p.exists()):
+            assert writer.poll() is None, writer.stderr.read()
+            assert time.time() < deadline, "the writer never started a checkpoint"
+            time.sleep(0.001)
+    except FileNotFoundError:  # the temporary file was renamed while we looked at it
+        pass
+    writer.send_signal(signal.SIGKILL)
+    assert writer.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_a_process_killed_while_writing_a_checkpoint_leaves_a_complete_one_and_the_rerun_replaces_it(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
-    real_save = torch.save
+    for _attempt in range(5):  # until the kill lands inside a write, not between two
+        _kill_mid_write(path)
+        stale = list(tmp_path.glob(".tmp-checkpoint.pt-*"))
+        if stale:
+            break
+    assert len(stale) == 1, "no kill landed inside a write in 5 attempts"
+    state = load_torch_file(path, "training checkpoint")  # the file under the real name is whole
+    epoch = state["epoch"]
+    expected = torch.ones(3) if epoch == 1 else torch.full((8_000_000,), float(epoch))
+    assert torch.equal(state["weights"], expected)
 
-    def dying_save(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
-        raise KeyboardInterrupt("killed mid-write")
-
-    monkeypatch.setattr(torch, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"epoch": 2, "weights": torch.zeros(3)}, path)
-    monkeypatch.setattr(torch, "save", real_save)
-    state = load_checkpoint(path)
-    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    rerun = subprocess.run([sys.executable, "-c", "import sys, torch; from topkshape.checkpoint import save_checkpoint; "
+                            "save_checkpoint({'epoch': 99, 'weights': torch.arange(4)}, sys.argv[1])", str(path)],
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    state = load_torch_file(path, "training checkpoint")
+    assert state["epoch"] == 99 and torch.equal(state["weights"], torch.arange(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # the stale temporary is gone
 
 
 PAPER = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["data"]

@@ -135,6 +135,24 @@ def test_image_suffixes_are_case_insensitive_and_dotfiles_ignored(flat_root):
     assert "._apple_fork.JPEG" not in names and "notes.txt" not in names
 
 
+def test_hidden_folder_in_a_flat_val_keeps_the_flat_layout(flat_root):
+    # A hidden folder (Jupyter's checkpoints) once made val/ look like val/<wnid>/ folders.
+    hidden = flat_root / "val" / ".ipynb_checkpoints"
+    hidden.mkdir()
+    (hidden / "ILSVRC2012_val_00000001-checkpoint.JPEG").write_bytes(jpeg_bytes(seed=9))
+    found = find_imagenet_images(flat_root, WNIDS, splits=("val",))
+    assert all(len(found[("val", w)]) == 2 for w in WNIDS)
+    assert not any(".ipynb_checkpoints" in str(p) for paths in found.values() for p in paths)
+
+
+def test_hidden_entries_in_val_class_folders_are_ignored(folder_root):
+    (folder_root / "val" / ".DS_Store").write_bytes(b"\0" * 8)
+    (folder_root / "val" / ".cache").mkdir()
+    (folder_root / "val" / WNIDS[0] / ".hidden.JPEG").write_bytes(jpeg_bytes(seed=3))
+    found = find_imagenet_images(folder_root, WNIDS, splits=("val",))
+    assert [len(found[("val", w)]) for w in WNIDS] == [2, 2, 2]
+
+
 def test_read_val_labels_rejects_a_csv_without_the_kaggle_header(tmp_path):
     bad = tmp_path / "LOC_val_solution.csv"
     bad.write_text("id,label\nx,n01440764\n")
@@ -254,6 +272,19 @@ def test_corrupt_and_truncated_images_are_skipped_and_counted(flat_root, tmp_pat
     assert "truncated" in bad[str(truncated)]["error"]
     assert not (out / "train" / WNIDS[0] / "corrupt.JPEG").exists()
     assert str(corrupt) in caplog.text and str(truncated) in caplog.text
+
+
+def test_skipped_corrupt_images_are_summarised_on_the_console_in_one_line(flat_root, tmp_path, capsys):
+    add_bad_images(flat_root)
+    out = tmp_path / "subset"
+    extract(flat_root, out, on_corrupt="skip")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("topkshape:")]
+    assert lines == [f"topkshape: skipped 2 corrupt image(s) for subset; listed with status 'corrupt' in {out / 'manifest.csv'}"]
+
+
+def test_a_clean_subset_prints_no_corrupt_summary(flat_root, tmp_path, capsys):
+    extract(flat_root, tmp_path / "subset", on_corrupt="skip")
+    assert "corrupt" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["random-bytes", "truncated"])

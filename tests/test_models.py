@@ -8,10 +8,12 @@ import torchvision
 from torch import nn
 
 from topkshape import TopK, TopKMeanReplace, build_model, insert_topk
+from topkshape.errors import ConfigError
 from topkshape.models import (
     ALEXNET_TOPK_POSITIONS,
     VGG16_TOPK_POSITIONS,
     cifar_resnet18,
+    make_topk_layer,
     topk_alexnet,
     topk_layers,
     topk_resnet18,
@@ -137,3 +139,59 @@ def test_build_model_by_name_and_unknown_architecture():
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5)
     with pytest.raises(ValueError, match="unknown architecture 'resnet19'"):
         build_model("resnet19")
+
+
+@pytest.mark.parametrize(
+    "arch,mode",
+    [(a, m) for a in ("alexnet", "resnet18_cifar") for m in ("topk", "non_topk", "mean_replace")]
+    + [("vgg16", "topk"), ("resnet18", "non_topk")],  # the big ones once: building them is slow
+)
+def test_build_model_passes_ties_to_every_inserted_layer(arch, mode):
+    kwargs = {"input_size": 32} if arch == "resnet18_cifar" else {}
+    expected_count = {"alexnet": 5, "vgg16": 5, "resnet18": 1, "resnet18_cifar": 1}[arch]
+    exact = build_model(arch, fraction=0.1, mode=mode, ties="exact", **kwargs)
+    layers = topk_layers(exact)
+    assert len(layers) == expected_count
+    assert {layer.ties for layer in layers.values()} == {"exact"}
+    # Without ties= the layers keep today's behaviour.
+    default = build_model(arch, fraction=0.1, mode=mode, **kwargs)
+    assert {layer.ties for layer in topk_layers(default).values()} == {"keep"}
+
+
+def test_exact_alexnet_keeps_exactly_k_at_each_position_on_tied_max_pool_outputs():
+    # Overlapping 3x3/2 max-pools repeat values, so the keep rule often keeps more than K.
+    torch.manual_seed(0)
+    model = build_model("alexnet", fraction=0.05, ties="exact").eval()
+    counts = {}
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, (m.last_mask.sum(dim=(2, 3)), i[0].shape)))
+        for name, layer in topk_layers(model).items()
+    ]
+    for layer in topk_layers(model).values():
+        layer.record_mask = True
+    with torch.no_grad():
+        model(torch.randn(2, 3, 224, 224))
+    for hook in hooks:
+        hook.remove()
+    for name, (kept, shape) in counts.items():
+        k = max(1, int(0.05 * shape[2] * shape[3]))
+        assert (kept == k).all(), name
+
+
+def test_insert_topk_passes_ties_to_every_layer_of_a_spec():
+    model = torchvision.models.resnet18(weights=None)
+    insert_topk(model, {"layer1": 0.1, "layer2": 0.2, "layer3.0.conv1": 0.3}, mode="mean_replace", ties="exact")
+    layers = topk_layers(model)
+    assert len(layers) == 3 and all(isinstance(m, TopKMeanReplace) and m.ties == "exact" for m in layers.values())
+    assert make_topk_layer(0.1, "non_topk", "exact").ties == "exact"
+    assert make_topk_layer(0.1).ties == "keep"
+
+
+@pytest.mark.parametrize("bad", ["first", None])
+def test_bad_ties_is_a_config_error_even_without_topk(bad):
+    with pytest.raises(ConfigError, match="ties"):
+        build_model("alexnet", fraction=None, ties=bad)
+    with pytest.raises(ConfigError, match="ties"):
+        build_model("resnet18", fraction=0.2, ties=bad)
+    with pytest.raises(ConfigError, match="ties"):
+        insert_topk(torchvision.models.resnet18(weights=None), ["layer2"], fraction=0.2, ties=bad)

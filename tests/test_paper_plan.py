@@ -20,7 +20,8 @@ def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", plan.stdout, re.MULTILINE)}
     assert counts["train"] == 2 * 3 * 3  # subsets x variants x seeds
     assert counts["gan_train"] == counts["gan_eval"] == 4 * 2 * 3  # classes x variants x seeds
-    assert counts["cue_conflict_eval"] == 2 * (1 + 6 * 2)
+    # One sweep job per model evaluates its 1 + 6 K x 2 modes settings (13 raw CSVs each).
+    assert counts["cue_conflict_eval"] == 2
     assert counts["subset"] == 2 and counts["stylized"] == 2 and counts["fewshot"] == 4
     for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized"):
         blocks = [b.split("\n\n")[0] for b in plan.stdout.split(f"rule {rule}:")[1:]]

@@ -15,6 +15,7 @@ import torch
 
 from topkshape.errors import InputDataError
 from topkshape.shape_bias import read_raw_csv, shape_bias, shape_bias_per_category, texture_category
+from topkshape.shape_bias.analysis import SIXTEEN_CATEGORIES
 from topkshape.shape_bias.decisions import sixteen_class_decisions, sixteen_class_indices
 from topkshape.shape_bias.evaluate import evaluate_cue_conflict, list_cue_conflict_images
 from topkshape.shape_bias.tags import parse_tag, sweep_tags
@@ -67,6 +68,104 @@ def test_pooled_human_observers_are_strongly_shape_biased():
     assert shape_bias(humans)["shape_bias"] > 0.9
 
 
+HEADER = "subj,session,trial,rt,object_response,category,condition,imagename"
+
+
+def write_rows(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A raw decision file from (object_response, category, imagename) triples."""
+    lines = [HEADER] + [f"m,1,{i},NaN,{response},{category},NaN,{name}" for i, (response, category, name) in enumerate(rows, 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# One shape, one texture, one other decision and one image without a cue conflict (cat on cat),
+# then three dog images: two shape and one texture decision.
+HAND_ROWS = [
+    ("cat", "cat", "cat1-bird2.png"),      # shape decision
+    ("bird", "cat", "cat1-bird2.png"),     # texture decision
+    ("dog", "cat", "cat1-bird2.png"),      # neither
+    ("cat", "cat", "cat1-cat2.png"),       # shape = texture: dropped from the counts, kept in #rows
+    ("dog", "dog", "dog1-clock2.png"),     # shape
+    ("dog", "dog", "dog1-knife3.png"),     # shape
+    ("clock", "dog", "dog1-clock2.png"),   # texture
+]
+
+
+def test_shape_bias_of_hand_built_rows_follows_the_definition(tmp_path):
+    # model-vs-human: fractions over all rows, shape=texture rows count in no numerator.
+    cat = read_raw_csv(write_rows(tmp_path / "cat.csv", HAND_ROWS[:4]))
+    assert shape_bias(cat) == {"shape_bias": 0.5, "fraction_correct_shape": 0.25, "fraction_correct_texture": 0.25}
+    both = shape_bias(read_raw_csv(write_rows(tmp_path / "both.csv", HAND_ROWS)))
+    # 3 shape and 2 texture decisions among 7 rows: 3/7, 2/7, bias 3 / (3 + 2).
+    assert both["fraction_correct_shape"] == pytest.approx(3 / 7)
+    assert both["fraction_correct_texture"] == pytest.approx(2 / 7)
+    assert both["shape_bias"] == pytest.approx(0.6)
+
+
+def test_shape_bias_per_class_of_hand_built_rows_follows_the_definition(tmp_path):
+    per_class = shape_bias_per_category(read_raw_csv(write_rows(tmp_path / "both.csv", HAND_ROWS))).set_index("category")
+    assert list(per_class.index) == ["cat", "dog"]
+    assert per_class.loc["cat"].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    # dog: 2 shape, 1 texture decision of 3 rows.
+    assert per_class.loc["dog"].tolist() == pytest.approx([2 / 3, 2 / 3, 1 / 3])
+
+
+def test_a_category_with_only_other_decisions_has_no_shape_bias(tmp_path):
+    frame = read_raw_csv(write_rows(tmp_path / "x.csv", [("dog", "cat", "cat1-bird2.png"), ("na", "cat", "cat2-bird1.png")]))
+    result = shape_bias(frame)
+    assert result["fraction_correct_shape"] == 0 and result["fraction_correct_texture"] == 0
+    assert math.isnan(result["shape_bias"])
+
+
+def test_analysis_categories_are_the_sixteen_of_the_decision_mapping():
+    assert SIXTEEN_CATEGORIES == set(sixteen_class_indices())
+
+
+@pytest.mark.parametrize(
+    "row,column,value",
+    [
+        (("parrot", "parrot", "parrot1-cat2.png"), "category", "parrot"),        # not one of the 16
+        (("cat", "cat", "cat1.png"), "imagename", "cat1.png"),                    # no texture part
+        (("parrot", "cat", "cat1-bird2.png"), "object_response", "parrot"),      # response not a category
+        (("cat", "dog", "cat1-bird2.png"), "category", "dog"),                    # name says cat
+        (("cat", "cat", "cat1-parrot2.png"), "imagename", "cat1-parrot2.png"),    # texture not a category
+    ],
+)
+def test_a_row_the_analysis_would_score_wrong_is_an_error_naming_file_line_and_value(tmp_path, row, column, value):
+    path = write_rows(tmp_path / "bad.csv", HAND_ROWS[:2] + [row] + HAND_ROWS[2:])
+    with pytest.raises(InputDataError) as exc:
+        read_raw_csv(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path} line 4: {column} {value!r} ") and "\n" not in message
+
+
+def test_skip_invalid_drops_and_lists_the_bad_rows_and_scores_the_rest(tmp_path):
+    path = write_rows(tmp_path / "mixed.csv", [("parrot", "parrot", "parrot1-cat2.png")] + HAND_ROWS[:4] + [("cat", "cat", "cat1.png")])
+    frame = read_raw_csv(path, skip_invalid=True)
+    assert len(frame) == 4
+    assert [(p.line, p.column) for p in frame.attrs["skipped"]["mixed.csv"]] == [(2, "category"), (7, "imagename")]
+    assert shape_bias(frame) == {"shape_bias": 0.5, "fraction_correct_shape": 0.25, "fraction_correct_texture": 0.25}
+
+
+def test_human_session_names_and_no_response_rows_are_valid(tmp_path):
+    rows = [("cat", "cat", "0001_s5n_s01_0_cat_00_cat1-bird2.png"), ("na", "cat", "0002_s5n_s01_0_cat_00_cat3-bird1.png")]
+    frame = read_raw_csv(write_rows(tmp_path / "h.csv", rows))
+    assert frame.attrs["skipped"] == {} and shape_bias(frame)["fraction_correct_shape"] == 0.5
+
+
+def test_generated_cue_conflict_rows_are_checked_against_the_files_own_classes(tmp_path):
+    # The embedded default: '<shape>_<i>-<texture>.png', decisions among the classifier's classes.
+    good = [("disk", "disk", "disk_00000-square.png"), ("square", "disk", "disk_00001-square.png"),
+            ("square", "square", "square_00000-disk.png"), ("ring", "square", "square_00001-disk.png")]
+    with pytest.raises(InputDataError, match=r"line 5: object_response 'ring' is not one of this file's categories \['disk', 'square'\]"):
+        read_raw_csv(write_rows(tmp_path / "g.csv", good))
+    frame = read_raw_csv(write_rows(tmp_path / "g2.csv", good[:3]))
+    # 1 shape (disk), 1 texture (square on disk) decision and 1 shape (square) of 3 rows.
+    assert shape_bias(frame) == pytest.approx({"shape_bias": 2 / 3, "fraction_correct_shape": 2 / 3, "fraction_correct_texture": 1 / 3})
+    with pytest.raises(InputDataError, match="category 'parrot' is not one of the"):
+        read_raw_csv(write_rows(tmp_path / "g3.csv", good[:3] + [("disk", "parrot", "parrot_00000-disk.png")]))
+
+
 def test_texture_category_follows_the_toolbox_rule():
     assert texture_category("0001_s5n_s01_0_bird_00_bird3-clock2.png") == "clock"
     assert texture_category("airplane1-bicycle2.png") == "bicycle"
@@ -106,8 +205,8 @@ def test_evaluation_writes_model_vs_human_raw_rows_for_the_sample_images(tmp_pat
     assert set(rows["category"]) == set(sixteen_class_indices())
     path = tmp_path / "cue-conflict_alexnet-topk10_session-1.csv"
     rows.to_csv(path, index=False)
-    result = shape_bias(read_raw_csv(path))
-    assert 0 <= result["fraction_correct_shape"] + result["fraction_correct_texture"] <= 1
+    # The written file passes the row checks of the analysis (names, categories, responses).
+    assert read_raw_csv(path).attrs["skipped"] == {}
 
 
 @needs_sample
@@ -125,7 +224,7 @@ def test_zero_byte_png_in_the_cue_conflict_folder_is_named(tmp_path):
 
 
 @needs_raw
-def test_command_line_writes_one_row_per_file_and_per_class_rows(tmp_path):
+def test_command_line_on_shared_files_equals_the_toolbox_transcription(tmp_path):
     files = [RAW_DIR / "cue-conflict_AlexNet-normal_session-1.csv", RAW_DIR / "cue-conflict_subject-01_session_1.csv"]
     out, per_class = tmp_path / "sb.csv", tmp_path / "pc.csv"
     run = subprocess.run([sys.executable, "-m", "topkshape.shape_bias", "--raw-csv", *map(str, files), "--out", str(out), "--per-class", str(per_class)],
@@ -134,12 +233,12 @@ def test_command_line_writes_one_row_per_file_and_per_class_rows(tmp_path):
     table = pd.read_csv(out)
     assert list(table.columns) == ["file", "shape_bias", "fraction_correct_shape", "fraction_correct_texture"]
     assert table["file"].tolist() == [f.name for f in files]
-    assert table["shape_bias"].iloc[0] == pytest.approx(shape_bias(read_raw_csv(files[0]))["shape_bias"])
+    for row, path in zip(table.itertuples(), files):
+        with open(path, newline="") as fh:
+            shape, tex, bias = toolbox_reference(list(csv.DictReader(fh)))
+        assert (row.fraction_correct_shape, row.fraction_correct_texture, row.shape_bias) == pytest.approx((shape, tex, bias), abs=1e-9)
     classes = pd.read_csv(per_class)
     assert list(classes.columns) == ["file", "category", "shape_bias"] and len(classes) == 32
-    missing = subprocess.run([sys.executable, "-m", "topkshape.shape_bias", "--raw-csv", str(tmp_path / "nope.csv"), "--out", str(out)],
-                             capture_output=True, text=True)
-    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [f"topkshape: raw decision file not found: {tmp_path / 'nope.csv'}"]
 
 
 @needs_raw
@@ -159,7 +258,8 @@ def test_report_writes_table_with_humans_and_both_figures(tmp_path):
     assert set(table["model"]) == {"alexnet", "humans"}
     row = table[(table["mode"] == "topk") & (table.K_percent == 10)].iloc[0]
     assert row.ci_low <= row.shape_bias <= row.ci_high
-    assert row.shape_bias == pytest.approx(shape_bias(read_raw_csv(RAW_DIR / "cue-conflict_AlexNet-topK-10_session-1.csv"))["shape_bias"])
+    with open(RAW_DIR / "cue-conflict_AlexNet-topK-10_session-1.csv", newline="") as fh:
+        assert row.shape_bias == pytest.approx(toolbox_reference(list(csv.DictReader(fh)))[2])
     for key in ("overall_png", "overall_pdf", "per_class_png", "per_class_pdf"):
         assert out[key].stat().st_size > 1000
     assert "humans" in out["md"].read_text()

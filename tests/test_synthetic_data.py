@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,12 @@ import pytest
 from PIL import Image
 
 from topkshape.data.shapes import SHAPES, TEXTURES, RenderSpec, render, render_texture
-from topkshape.data.synthetic import HOME_TEXTURE, write_cue_conflict_set, write_fewshot_set, write_shape_subset
+from topkshape.data.synthetic import (
+    HOME_TEXTURE,
+    write_cue_conflict_set,
+    write_fewshot_set,
+    write_shape_subset,
+)
 from topkshape.errors import ConfigError
 
 CLASSES = ["disk", "square", "triangle"]
@@ -72,6 +78,16 @@ def test_cue_conflict_set_puts_each_shape_in_other_classes_textures_balanced(tmp
         assert (tmp_path / "cc" / row.image).is_file() and row.image.startswith(f"{row.label}/")
     saved = pd.read_csv(tmp_path / "cc" / "styles.csv")
     assert list(saved.columns) == ["image", "label", "style", "texture_label"]
+
+
+def test_cue_conflict_set_manifest_names_its_settings_and_every_file_hash(tmp_path):
+    write_cue_conflict_set(tmp_path / "cc", CLASSES, image_size=16, per_class=2, seed=5, progress=False)
+    record = json.loads((tmp_path / "cc" / "manifest.json").read_text())
+    assert record["settings"] == {"classes": CLASSES, "image_size": 16, "per_class": 2, "seed": 5}
+    images = sorted(p.relative_to(tmp_path / "cc").as_posix() for p in (tmp_path / "cc").rglob("*.png"))
+    assert sorted(record["files"]) == images and len(images) == 6
+    for rel, sha1 in record["files"].items():
+        assert hashlib.sha1((tmp_path / "cc" / rel).read_bytes()).hexdigest() == sha1
 
 
 def test_fewshot_set_has_the_requested_count(tmp_path):

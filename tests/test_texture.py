@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from topkshape.errors import InputDataError
+from topkshape.mask_recording import MaskRecorder, load_masks, save_masks
 from topkshape.ops import TopK, topk_count, topk_mask
 from topkshape.texture import (
     FeatureTaps,
-    MaskRecorder,
     edge_correlation,
     gatys_vgg19,
     gram_loss,
     gram_matrix,
-    load_masks,
     masked_target,
     reconstruct,
     save_mask_dynamics,
@@ -24,10 +25,24 @@ from topkshape.texture import (
     synthesize_texture,
     zero_topk,
 )
+from topkshape.texture.experiment import (
+    feature_taps,
+    load_targets,
+    run_texture_experiments,
+)
 
 SIZE = 32
 FRACTION = 0.1
-STEPS = 8
+STEPS = 2
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tiny problems take milliseconds; on a busy 2-core machine extra threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _tiny_net() -> nn.Sequential:
@@ -57,6 +72,15 @@ def target() -> torch.Tensor:
 
 def _noise(seed: int = 2) -> torch.Tensor:
     return torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _identity_taps(layers: int = 1) -> FeatureTaps:
+    """Taps whose features are the input itself, so Gram matrices can be worked out by hand."""
+    return FeatureTaps(nn.Sequential(*[nn.Identity() for _ in range(layers)]), [str(i) for i in range(layers)])
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 # --- features ---------------------------------------------------------------
@@ -90,19 +114,81 @@ def test_gatys_vgg19_uses_average_pooling_and_its_layer_names_exist():
     FeatureTaps(features, list(names.values()))  # every mapped index is a valid tap
 
 
+def test_random_vgg19_feature_net_is_the_same_for_a_seed_and_differs_across_seeds():
+    options = {"feature_net": "vgg19", "weights": None, "layers": ["relu1_1", "pool1"], "seed": 3}
+    first = feature_taps(options, None)
+    again = feature_taps(options, None)
+    other = feature_taps(dict(options, seed=4), None)
+    assert first.layers == ["1", "4"] and len(first.model) == 5  # cut after the deepest tap, pool1
+    weight = first.model[0].weight
+    assert torch.equal(weight, again.model[0].weight)
+    assert not torch.equal(weight, other.model[0].weight)
+
+
+# --- Gram matrix and loss -------------------------------------------------------
+
+
+def test_gram_matrix_is_the_channel_gram_over_c_h_w_by_explicit_loops():
+    feat = torch.arange(2 * 3 * 2 * 4, dtype=torch.float64).reshape(2, 3, 2, 4).sin()
+    n, c, h, w = feat.shape
+    expected = torch.zeros(n, c, c, dtype=torch.float64)
+    for b in range(n):
+        for i in range(c):
+            for j in range(c):
+                total = 0.0
+                for y in range(h):
+                    for x in range(w):
+                        total += float(feat[b, i, y, x]) * float(feat[b, j, y, x])
+                expected[b, i, j] = total / (c * h * w)
+    got = gram_matrix(feat)
+    assert got.shape == (n, c, c)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_gram_matrix_of_a_two_channel_two_pixel_map_by_hand():
+    feat = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # C=2, H=1, W=2
+    # F F^T = [[1+4, 3+8], [3+8, 9+16]], divided by C*H*W = 4.
+    assert torch.equal(gram_matrix(feat), torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 4)
+
+
+def test_gram_loss_is_the_sum_of_squared_gram_differences_and_mean_divides_by_c_squared():
+    a = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    b = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
+    # Gram(a) = diag(1, 0, 0) / 3, Gram(b) = diag(0, 1, 0) / 3: two entries differ by 1/3.
+    one_layer = 2 * (1 / 3) ** 2
+    assert gram_loss(_identity_taps(1), a, b, normalize=_unchanged, loss="sum") == pytest.approx(one_layer, rel=1e-6)
+    assert gram_loss(_identity_taps(2), a, b, normalize=_unchanged, loss="sum") == pytest.approx(2 * one_layer, rel=1e-6)
+    assert gram_loss(_identity_taps(1), a, b, normalize=_unchanged, loss="mean") == pytest.approx(one_layer / 9, rel=1e-6)
+    assert gram_loss(_identity_taps(1), a, a, normalize=_unchanged) == 0.0
+
+
+def test_gram_loss_without_topk_drops_each_channels_largest_response_first():
+    a = torch.tensor([4.0, 1.0, 2.0, 3.0]).view(1, 1, 1, 4)
+    b = torch.tensor([1.0, 2.0, 0.5, 0.25]).view(1, 1, 1, 4)
+    # K = 1 of 4 positions at 25%: a loses its 4, b its 2. Grams are sums of squares / 4.
+    gram_a, gram_b = (1 + 4 + 9) / 4, (1 + 0.25 + 0.0625) / 4
+    got = gram_loss(_identity_taps(), a, b, remove_topk=True, topk_fraction=0.25, normalize=_unchanged)
+    assert got == pytest.approx((gram_a - gram_b) ** 2, rel=1e-6)
+    full_a, full_b = (16 + 1 + 4 + 9) / 4, (1 + 4 + 0.25 + 0.0625) / 4
+    got = gram_loss(_identity_taps(), a, b, remove_topk=False, topk_fraction=0.25, normalize=_unchanged)
+    assert got == pytest.approx((full_a - full_b) ** 2, rel=1e-6)
+
+
+def test_gram_loss_rejects_an_unknown_reduction(taps, target):
+    with pytest.raises(ValueError, match="loss must be one of"):
+        gram_loss(taps, target, target, loss="avg")
+
+
 # --- Top-K ablation -----------------------------------------------------------
 
 
 def test_zero_topk_zeroes_exactly_the_topk_responses():
     feat = torch.randn(2, 5, 9, 7)  # continuous values: distinct, none zero
     removed = zero_topk(feat, FRACTION)
-    mask = topk_mask(feat, FRACTION)
     k = topk_count(FRACTION, 9 * 7)
-    assert torch.all(removed[mask] == 0)
-    assert torch.equal(removed[~mask], feat[~mask])
-    zeroed_per_channel = (removed == 0).sum(dim=(2, 3))
-    assert torch.all(zeroed_per_channel == k)
-    assert torch.allclose(zeroed_per_channel.float() / (9 * 7), torch.full((2, 5), k / (9 * 7)))
+    largest = feat.abs().flatten(2).topk(k, dim=2).indices
+    expected = feat.flatten(2).scatter(2, largest, 0.0).view_as(feat)
+    assert torch.equal(removed, expected)
 
 
 def test_gradient_of_ablated_gram_flows_only_through_non_topk_entries():
@@ -113,52 +199,56 @@ def test_gradient_of_ablated_gram_flows_only_through_non_topk_entries():
     assert torch.all(feat.grad[~mask] != 0)
 
 
-def test_gram_loss_without_topk_uses_the_ablated_features(taps, target):
-    image = _noise()
-    with torch.no_grad():
-        pairs = zip(taps(image - 0.5).values(), taps(target - 0.5).values())
-        expected = sum(
-            F.mse_loss(gram_matrix(zero_topk(fi, FRACTION)), gram_matrix(zero_topk(ft, FRACTION))) for fi, ft in pairs
-        )
-    got = gram_loss(taps, image, target, remove_topk=True, topk_fraction=FRACTION, normalize=lambda x: x - 0.5)
-    assert got == pytest.approx(float(expected), rel=1e-5)
-    assert got != pytest.approx(gram_loss(taps, image, target, False, FRACTION, normalize=lambda x: x - 0.5))
-    assert gram_loss(taps, target, target) == 0.0
-
-
 def test_masked_targets_partition_the_activation():
     feat = torch.randn(1, 4, 8, 8)
     topk = masked_target(feat, "topk", FRACTION)
     rest = masked_target(feat, "non_topk", FRACTION)
-    assert torch.equal(topk + rest, masked_target(feat, "identity", FRACTION))
+    assert torch.equal(topk + rest, feat)
+    assert torch.equal(masked_target(feat, "identity", FRACTION), feat)
     assert torch.all((topk != 0).sum(dim=(2, 3)) == topk_count(FRACTION, 64))
 
 
 # --- optimisation -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("remove_topk", [False, True])
-def test_texture_synthesis_reduces_gram_loss(taps, target, remove_topk):
+@pytest.mark.parametrize("loss", ["sum", "mean"])
+def test_texture_synthesis_reduces_the_gram_loss_a_hundredfold(taps, target, loss):
     image, history = synthesize_texture(
-        taps, target, remove_topk=remove_topk, topk_fraction=FRACTION, steps=STEPS, progress=False
+        taps, target, remove_topk=False, steps=STEPS, max_iter=20, loss=loss, progress=False
     )
-    assert len(history) == STEPS
-    assert history[-1] < history[0]
+    assert len(history) == STEPS + 1
+    assert history[0] / history[-1] >= 100, history
     assert image.shape == target.shape and not image.requires_grad
+    # The history's last value is the returned image's loss, scored independently.
+    assert gram_loss(taps, image, target, loss=loss) == pytest.approx(history[-1], rel=1e-4)
+
+
+def test_synthesis_without_topk_reduces_its_own_objective(taps, target):
+    image, history = synthesize_texture(taps, target, remove_topk=True, topk_fraction=FRACTION, steps=1, progress=False)
+    assert history[0] / history[-1] >= 10, history
+    assert gram_loss(taps, image, target, remove_topk=True, topk_fraction=FRACTION) == pytest.approx(history[-1], rel=1e-4)
+
+
+def test_more_lbfgs_iterations_per_step_go_further(taps, target):
+    _, one = synthesize_texture(taps, target, remove_topk=False, steps=1, max_iter=1, progress=False)
+    _, twenty = synthesize_texture(taps, target, remove_topk=False, steps=1, max_iter=20, progress=False)
+    assert one[0] == twenty[0]
+    assert twenty[-1] < 0.1 * one[-1]
+
+
+def test_sigmoid_bounds_keep_pixels_in_the_targets_range_and_clamp_in_unit_range(taps):
+    narrow = 0.3 + 0.4 * _noise(7)  # values in [0.3, 0.7]
+    image, _ = synthesize_texture(taps, narrow, remove_topk=False, steps=1, bounds="sigmoid", progress=False)
+    assert image.min() >= narrow.min() and image.max() <= narrow.max()
+    image, _ = synthesize_texture(taps, narrow, remove_topk=False, steps=1, bounds="clamp", progress=False)
     assert image.min() >= 0 and image.max() <= 1
-    start = gram_loss(taps, _noise_like_init(target), target, remove_topk, FRACTION)
-    assert gram_loss(taps, image, target, remove_topk, FRACTION) < start
-
-
-def _noise_like_init(target: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    return torch.rand(target.shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("mask", ["topk", "non_topk", "identity"])
 def test_reconstruction_reduces_activation_loss(taps, target, mask):
-    image, history = reconstruct(taps, target, mask=mask, topk_fraction=FRACTION, steps=STEPS, progress=False)
-    assert len(history) == STEPS
-    assert history[-1] < history[0]
+    image, history = reconstruct(taps, target, mask=mask, topk_fraction=FRACTION, steps=2, lr=1.0, progress=False)
+    assert len(history) == 3
+    assert history[-1] < 0.5 * history[0]
     assert image.shape == target.shape
 
 
@@ -168,10 +258,22 @@ def test_reconstruction_rejects_unknown_mask(taps, target):
 
 
 def test_synthesis_is_deterministic_for_a_fixed_seed(taps, target):
-    runs = [synthesize_texture(taps, target, remove_topk=True, steps=3, seed=s, progress=False) for s in (5, 5, 6)]
+    runs = [synthesize_texture(taps, target, remove_topk=True, steps=1, max_iter=3, seed=s, progress=False) for s in (5, 5, 6)]
     assert torch.equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
     assert not torch.equal(runs[0][0], runs[2][0])
+
+
+def test_synthesis_makes_progress_when_features_are_tiny(target):
+    """Tolerances are off: small-valued Gram matrices must not stop L-BFGS early."""
+    net = _tiny_net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.01)
+    taps = FeatureTaps(net, ["1", "3", "5"])
+    _, history = synthesize_texture(taps, target, remove_topk=False, steps=1, progress=False)
+    assert history[0] < 1e-9
+    assert history[-1] < 0.01 * history[0]
 
 
 # --- structure measures -------------------------------------------------------
@@ -184,8 +286,71 @@ def test_structure_measures_are_one_for_identical_images_and_low_for_noise(targe
     assert edge_correlation(target, _noise()) < 0.5
 
 
+def test_ssim_of_two_flat_images_follows_wang_et_al():
+    a, b = torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.6)
+    # Flat images: no variance, so SSIM = (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1), C1 = 0.01^2.
+    c1 = 0.01**2
+    assert ssim(a, b) == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1), rel=1e-6)
+
+
 def test_edge_correlation_of_a_constant_image_is_zero_not_nan(target):
     assert edge_correlation(target, torch.full_like(target, 0.5)) == 0.0
+
+
+def test_edge_correlation_sees_a_moved_edge():
+    left, right = torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)
+    left[..., :4] = 1.0
+    right[..., :12] = 1.0
+    assert edge_correlation(left, left) == pytest.approx(1.0)
+    assert edge_correlation(left, right) < 0.0  # the edges sit at different columns
+
+
+# --- target images ------------------------------------------------------------
+
+
+def _write_quarter_red_image(path) -> None:
+    """20 x 10 pixels: the left quarter red, the rest blue."""
+    image = Image.new("RGB", (20, 10), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 5, 10))
+    image.save(path)
+
+
+def test_stretched_targets_keep_the_whole_image_and_cropped_ones_the_centre(tmp_path):
+    _write_quarter_red_image(tmp_path / "a.png")
+    [(name, stretched)] = load_targets(tmp_path, 1, 8, resize="stretch")
+    [(_, cropped)] = load_targets(tmp_path, 1, 8, resize="center_crop")
+    assert name == "a" and stretched.shape == cropped.shape == (1, 3, 8, 8)
+    assert stretched[0, 0, :, 0].min() > 0.8  # the red quarter is still there
+    assert cropped[0, 0].max() < 0.2  # the crop kept only blue
+
+
+def test_targets_are_chosen_by_name_and_a_missing_name_is_one_error(tmp_path):
+    for name in ("c", "a", "b"):
+        _write_quarter_red_image(tmp_path / f"{name}.png")
+    assert [n for n, _ in load_targets(tmp_path, 2, 8)] == ["a", "b"]
+    assert [n for n, _ in load_targets(tmp_path, 2, 8, names=["c"])] == ["c"]
+    with pytest.raises(InputDataError, match=r"\['zz'\]"):
+        load_targets(tmp_path, 2, 8, names=["zz"])
+
+
+def test_texture_experiment_writes_csv_with_start_and_final_losses_and_figures(tmp_path):
+    images = tmp_path / "targets"
+    images.mkdir()
+    _write_quarter_red_image(images / "a.png")
+    options = {
+        "feature_net": "vgg19", "weights": None, "layers": ["relu1_1", "pool1"], "num_targets": 1,
+        "target_names": None, "image_size": 16, "target_resize": "stretch", "topk_fraction": 0.05,
+        "steps": 1, "max_iter": 3, "lr": 1.0, "loss": "sum", "bounds": "sigmoid",
+        "reconstruction_steps": 1, "reconstruction_lr": 10.0, "seed": 0,
+    }
+    out = {key: tmp_path / name for key, name in (
+        ("csv", "t.csv"), ("synthesis_png", "s.png"), ("synthesis_pdf", "s.pdf"),
+        ("reconstruction_png", "r.png"), ("reconstruction_pdf", "r.pdf"))}
+    table = run_texture_experiments(options, None, images, out, device="cpu")
+    assert len(table) == 5
+    assert (table["objective_reduction"] == table["objective_start"] / table["objective_final"]).all()
+    assert (table["objective_final"] < table["objective_start"]).all()
+    assert all(_is_png(out[key]) for key in ("synthesis_png", "reconstruction_png"))
 
 
 # --- masks over training and figures -----------------------------------------
@@ -213,6 +378,7 @@ def test_mask_recorder_records_k_entries_per_channel_and_restores_train_mode(tmp
         model(images).square().mean().backward()
         optimizer.step()
     assert sorted(recorder.masks) == [0, 10]
+    assert not torch.equal(recorder.masks[0], recorder.masks[10]), "training moved the masks"
     recorder.save(tmp_path / "masks.pt")
     loaded = load_masks(tmp_path / "masks.pt")
     assert sorted(loaded) == [0, 10] and all(torch.equal(loaded[s], recorder.masks[s]) for s in loaded)
@@ -221,6 +387,14 @@ def test_mask_recorder_records_k_entries_per_channel_and_restores_train_mode(tmp
 def test_mask_recorder_rejects_a_layer_that_is_not_topk():
     with pytest.raises(ValueError, match="not a TopK"):
         MaskRecorder(_topk_model(), "0", _noise(), channels=[0])
+
+
+def test_load_masks_rejects_a_file_without_masks_in_one_line(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "masks.pt")
+    with pytest.raises(InputDataError, match="does not hold a dict of masks"):
+        load_masks(tmp_path / "masks.pt")
+    save_masks({3: torch.ones(1, 1, 2, 2, dtype=torch.bool)}, tmp_path / "ok.pt")
+    assert list(load_masks(tmp_path / "ok.pt")) == [3]
 
 
 def _is_png(path) -> bool:
@@ -239,15 +413,3 @@ def test_figures_are_written(tmp_path, target):
     save_mask_dynamics(masks, tmp_path / "fig8.png", title="Top-K masks", channel_labels=[4, 7, 9])
     assert _is_png(tmp_path / "fig8.png")
     assert not list(tmp_path.glob(".tmp-*"))
-
-
-def test_synthesis_makes_progress_when_features_are_tiny(target):
-    """L-BFGS's absolute tolerances must not stall it on small-valued Gram matrices."""
-    net = _tiny_net()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.mul_(0.01)
-    taps = FeatureTaps(net, ["1", "3", "5"])
-    _, history = synthesize_texture(taps, target, remove_topk=False, steps=STEPS, progress=False)
-    assert history[0] < 1e-12
-    assert history[-1] < 0.5 * history[0]

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from workflow_support import (
+    ROOT,
+    copy_workflow,
+    make_fake_imagenet,
+    snakemake,
+    write_config,
+)
 
 from topkshape.stylize import save_random_adain_weights
-from workflow_support import ROOT, copy_workflow, make_fake_imagenet, snakemake, write_config
+
+SHARED_PAPER_DATA = ROOT.parent / "shared" / "paper-data"
+needs_paper_data = pytest.mark.skipif(not SHARED_PAPER_DATA.is_dir(), reason=f"../shared/paper-data not found at {SHARED_PAPER_DATA}")
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +34,7 @@ SMALL_DEFAULT = dict(
     gan__eval__kid_subset_size=2,
     stylize__per_class=2,
     train__image_size=32,
+    texture__image_size=32,
 )
 
 
@@ -49,19 +64,38 @@ def _fake_tree(tmp_path):
     return make_fake_imagenet(tmp_path / "imagenet", wnids, train_per_class=3, val_per_class=1)
 
 
-def test_paper_config_plans_the_data_stages_with_the_adain_download(tmp_path):
+def planned_jobs(stdout: str) -> dict[str, int]:
+    """Rule name -> job count from the job-stats table of a dry run."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stdout, re.MULTILINE) if m.group(1) != "total"}
+
+
+def paper_repository_tree(root: Path) -> Path:
+    """../shared/paper-data under the paper repository's paths: a local mirror for paper_data.base_url."""
+    for there, here in {
+        "cnns-train-top-k/style_target": "style_target",
+        "few-shot-img-syn/data": "fewshot",
+        "cnns-inference-top-k/model-vs-human_topK/datasets/cue-conflict": "cue-conflict",
+    }.items():
+        (root / there).parent.mkdir(parents=True, exist_ok=True)
+        (root / there).symlink_to(SHARED_PAPER_DATA / here, target_is_directory=True)
+    return root
+
+
+def test_paper_config_plans_the_data_stages_from_the_published_files(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     root = _fake_tree(tmp_path)
     plan = snakemake(work, "data", "-n", "--cores", "8", "--configfile", "config/paper.yaml", "--config", f"imagenet_root={root}")
     assert plan.returncode == 0, plan.stderr[-3000:]
-    out = plan.stdout
-    for rule, count in (("subset", 2), ("stylized", 2), ("fewshot", 4), ("adain_weights", 1), ("builtin_styles", 1)):
-        assert f"\n{rule:<15}" in out.replace("\t", " ").replace(" " * 2, " " * 2) or rule in out
-        rows = [line.split() for line in out.splitlines() if line.split()[:1] == [rule]]
-        assert rows and rows[0][1] == str(count), (rule, rows)
+    counts = planned_jobs(plan.stdout)
+    # Styles and the four few-shot sets come from the paper's repository; no generated styles.
+    expected = {"subset": 2, "stylized": 2, "fewshot": 4, "adain_weights": 1, "paper_data": 5, "data": 1}
+    assert counts == expected, counts
+    for part in ("styles", "fewshot-jeep", "fewshot-fish", "fewshot-railway", "fewshot-table"):
+        assert f"resources/paper-data/{part}" in plan.stdout
 
 
-def test_paper_data_stages_run_on_a_fake_imagenet_with_random_adain_weights(tmp_path):
+@needs_paper_data
+def test_paper_data_stages_run_on_a_fake_imagenet_and_the_published_files(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     root = _fake_tree(tmp_path)
     encoder, decoder = save_random_adain_weights(tmp_path / "w" / "enc.pth", tmp_path / "w" / "dec.pth")
@@ -70,11 +104,11 @@ def test_paper_data_stages_run_on_a_fake_imagenet_with_random_adain_weights(tmp_
         base="config/paper.yaml",
         imagenet_root=str(root),
         data__imagenet__resize_short_side=32,
-        data__fewshot_images=2,
-        gan__eval__kid_subset_size=2,
         stylize__image_size=32,
+        stylize__style_size=40,
         stylize__adain__encoder_path=str(encoder),
         stylize__adain__decoder_path=str(decoder),
+        paper_data__base_url=str(paper_repository_tree(tmp_path / "mirror")),
     )
     run = snakemake(work, "data", "--cores", "2", "--configfile", str(config))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -85,11 +119,20 @@ def test_paper_data_stages_run_on_a_fake_imagenet_with_random_adain_weights(tmp_
         assert len(manifest[manifest.split == "train"]) == 3 * len(wnids)
         styles = pd.read_csv(data / f"{subset}-stylized" / "styles.csv", keep_default_na=False)
         assert len(styles) == len(wnids) and set(styles.label) == set(wnids)
+        assert set(styles["style"]) <= {p.name for p in (SHARED_PAPER_DATA / "style_target").iterdir()}
         first = Image.open(data / f"{subset}-stylized" / styles.image[0])
         assert min(first.size) == 32
-    for name in PAPER_WNIDS["fewshot"]:
-        assert len(list((data / "fewshot" / name).rglob("*.JPEG"))) == 2
-    assert not (work / "resources").exists()  # weights came from the config, nothing downloaded
+        record = json.loads((data / f"{subset}-stylized" / "manifest.json").read_text())
+        assert record["settings"]["style_size"] == 40 and len(record["files"]) == len(wnids)
+    # The paper's few-shot sets, whole and byte for byte ("train" is its railway set of COCO images).
+    for name, paper_set in {"jeep": "jeep", "fish": "fish", "train": "railway", "table": "table"}.items():
+        copied = sorted((data / "fewshot" / name / "train" / paper_set).iterdir())
+        published = sorted((SHARED_PAPER_DATA / "fewshot" / paper_set).iterdir())
+        assert [p.name for p in copied] == [p.name for p in published]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(copied, published))
+        assert json.loads((data / "fewshot" / name / "manifest.json").read_text())["folder"].endswith(paper_set)
+    assert len(list((data / "fewshot" / "train").rglob("*.jpg"))) == 105
+    assert not (work / "resources" / "adain").exists()  # weights came from the config, nothing downloaded
 
 
 def test_corrupt_jpeg_in_stop_mode_fails_the_job_naming_the_file_and_leaves_no_subset(tmp_path):
@@ -189,6 +232,24 @@ def test_adain_weights_rule_downloads_and_verifies_the_pinned_sha256(tmp_path, w
     AdaINStylizer.from_files(work / "resources/adain/vgg_normalised.pth", work / "resources/adain/decoder.pth")
 
 
+def test_require_pinned_refuses_the_unpinned_adain_weights_in_one_line(tmp_path, weight_server):
+    work = copy_workflow(tmp_path / "wf")
+    root = _fake_tree(tmp_path)
+    unpinned = {**weight_server, "encoder_sha256": None, "decoder_sha256": None}
+    config = _adain_config(work, root, unpinned)  # the paper config: downloads.require_pinned true
+    run = snakemake(work, "resources/adain/decoder.pth", "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.startswith("topkshape error:")]
+    assert len(lines) == 1 and "without a pinned SHA-256" in lines[0] and "stylize.adain.encoder_sha256" in lines[0]
+    assert "Traceback" not in run.stderr
+    assert not (work / "resources/adain/vgg_normalised.pth").exists()
+    # Switched off, the same download goes through and is logged with its actual hash.
+    config = write_config(work / "off.yaml", base=str(config), downloads__require_pinned=False)
+    run = snakemake(work, "resources/adain/decoder.pth", "--cores", "1", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert weight_server["decoder_sha256"] in (work / "logs" / "adain_weights.log").read_text()
+
+
 def test_adain_weights_with_the_wrong_sha256_fail_naming_the_file_and_keep_nothing(tmp_path, weight_server):
     work = copy_workflow(tmp_path / "wf")
     root = _fake_tree(tmp_path)
@@ -197,3 +258,45 @@ def test_adain_weights_with_the_wrong_sha256_fail_naming_the_file_and_keep_nothi
     assert run.returncode != 0
     assert "decoder.pth: SHA-256 is" in run.stderr and "expected " + "0" * 64 in run.stderr
     assert not (work / "resources/adain/decoder.pth").exists()
+
+
+def test_editing_a_data_value_reruns_exactly_the_jobs_that_use_it(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    config = write_config(work / "small.yaml", **SMALL_DEFAULT)
+    run = snakemake(work, "data", "--cores", "2", "--configfile", str(config))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    def plan_after(**changes):
+        edited = write_config(work / "edited.yaml", base=str(config), **changes)
+        plan = snakemake(work, "data", "-n", "--cores", "2", "--configfile", str(edited))
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        return planned_jobs(plan.stdout)
+
+    # The subsets' texture shortcut: both subsets, and the stylized sets built from them.
+    assert plan_after(data__synthetic__texture_correlation=0.5) == {"subset": 2, "stylized": 2, "data": 1}
+    # The cue-conflict sets only.
+    assert plan_after(stylize__per_class=3) == {"stylized": 2, "data": 1}
+    # The few-shot set only.
+    assert plan_after(data__fewshot_images=4) == {"fewshot": 1, "data": 1}
+    # One subset's class list: that subset and its stylized set.
+    assert plan_after(data__subsets__S2=["star", "ellipse", "diamond", "crescent", "hexagon"]) == {"subset": 1, "stylized": 1, "data": 1}
+    # A value no data job uses.
+    assert plan_after(train__epochs=7) == {}
+
+
+@needs_paper_data
+def test_paper_data_rule_fails_in_one_line_on_a_tampered_file_and_keeps_nothing(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    mirror = tmp_path / "mirror" / "cnns-train-top-k" / "style_target"
+    mirror.parent.mkdir(parents=True)
+    shutil.copytree(SHARED_PAPER_DATA / "style_target", mirror)
+    (mirror / "mondrian.jpg").write_bytes(b"not the published image")
+    config = write_config(work / "tampered.yaml", base="config/paper.yaml", imagenet_root=str(_fake_tree(tmp_path)),
+                          paper_data__base_url=(tmp_path / "mirror").as_uri())
+    run = snakemake(work, "resources/paper-data/styles", "--cores", "1", "--configfile", str(config))
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.startswith("topkshape error:")]
+    assert len(lines) == 1 and "mondrian.jpg" in lines[0] and "SHA-256" in lines[0], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert not (work / "resources" / "paper-data" / "styles").exists()
+    assert [p for p in (work / "resources").rglob("*") if not p.is_dir()] == []  # no partial file or temporary

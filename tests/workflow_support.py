@@ -14,7 +14,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config")
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config", "profiles")
 
 # The default configuration shrunk so that a training target takes seconds (write_config keys).
 TINY_DEFAULT = dict(
@@ -26,6 +26,7 @@ TINY_DEFAULT = dict(
     train__epochs=1,
     train__width=4,
     train__batch_size=8,
+    texture__image_size=32,
 )
 
 

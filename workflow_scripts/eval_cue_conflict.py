@@ -1,11 +1,13 @@
-"""Snakemake script: one model x Top-K setting on the cue-conflict images -> raw decisions CSV."""
+"""Snakemake script: one model, every Top-K setting of the sweep -> one raw decisions CSV per setting."""
 
-from topkshape.shape_bias.run import run_cue_conflict_job
+from topkshape.shape_bias.run import run_cue_conflict_sweep
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_logging(sm.log[0], "cue_conflict_eval"):
-    run_cue_conflict_job(
-        sm.config["shape_bias"], sm.wildcards.model, sm.wildcards.tag, sm.input.images, sm.output[0],
+with rule_logging(sm.log[0], "cue_conflict_eval", gpus=sm.resources.get("gpu", 0)):
+    p = sm.params
+    run_cue_conflict_sweep(
+        sm.wildcards.model, p.tags, sm.input.images, list(sm.output),
+        weights=p.weights, image_size=p.image_size, batch_size=p.batch_size, ties=p.ties,
         checkpoint=sm.input.get("checkpoint"), threads=sm.threads,
     )

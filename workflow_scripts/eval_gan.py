@@ -8,7 +8,7 @@ from topkshape.gan.evaluate import evaluate_run
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_logging(sm.log[0], "gan_eval"):
+with rule_logging(sm.log[0], "gan_eval", gpus=sm.resources.get("gpu", 0)):
     torch.set_num_threads(sm.threads)
-    evaluate_run(Path(sm.input.generator).parent, sm.input.real, sm.config["gan"]["eval"], sm.output.metrics, sm.output.preview,
+    evaluate_run(Path(sm.input.generator).parent, sm.input.real, sm.params.eval, sm.output.metrics, sm.output.preview,
                  classifier=sm.input.get("classifier"), seed=int(sm.wildcards.gan_seed))

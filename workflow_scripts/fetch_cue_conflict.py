@@ -5,5 +5,4 @@ from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with rule_logging(sm.log[0], "cue_conflict_images"):
-    opts = sm.config["shape_bias"]["cue_conflict"]
-    fetch_cue_conflict(opts["url"], opts["sha256"], sm.output[0])
+    fetch_cue_conflict(sm.params.url, sm.params.sha256, sm.output[0], require_pinned=sm.params.require_pinned)

@@ -3,5 +3,6 @@
 from topkshape.data.build import make_builtin_styles
 from topkshape.workflow import rule_logging
 
-with rule_logging(snakemake.log[0], "builtin_styles"):  # noqa: F821 (injected by Snakemake)
-    make_builtin_styles(snakemake.config, snakemake.output[0])  # noqa: F821
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with rule_logging(sm.log[0], "builtin_styles", gpus=sm.resources.get("gpu", 0)):
+    make_builtin_styles(sm.output[0], count=sm.params.num_styles, image_size=sm.params.image_size, seed=sm.params.seed)

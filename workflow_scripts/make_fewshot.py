@@ -1,7 +1,18 @@
-"""Snakemake script: build one few-shot synthesis set."""
+"""Snakemake script: build one few-shot synthesis set (or copy the paper's verified one)."""
 
 from topkshape.data.build import make_fewshot
 from topkshape.workflow import rule_logging
 
-with rule_logging(snakemake.log[0], "fewshot"):  # noqa: F821 (injected by Snakemake)
-    make_fewshot(snakemake.config, snakemake.wildcards.fewshot, snakemake.output[0], threads=snakemake.threads)  # noqa: F821
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with rule_logging(sm.log[0], "fewshot", gpus=sm.resources.get("gpu", 0)):
+    make_fewshot(
+        sm.wildcards.fewshot,
+        sm.params.cls,
+        sm.output[0],
+        source=sm.params.source,
+        count=sm.params.images,
+        options=sm.params.options,
+        imagenet_root=sm.params.imagenet_root,
+        paper_folder=sm.input.get("paper"),
+        threads=sm.threads,
+    )

@@ -7,9 +7,9 @@ from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with rule_logging(sm.log[0], "shape_bias_report"):
-    humans = sorted(Path(sm.params.humans).glob("cue-conflict_subject-*.csv")) if sm.params.humans else []
+    p = sm.params
+    humans = sorted(Path(p.humans).glob("cue-conflict_subject-*.csv")) if p.humans else []
     write_shape_bias_report(
         sm.input.raw, humans, sm.output,
-        title=f"Cue-conflict shape bias ({sm.config['experiment']})",
-        samples=sm.config["shape_bias"]["bootstrap_samples"],
+        title=f"Cue-conflict shape bias ({p.experiment})", samples=p.bootstrap_samples, alpha=p.chance_alpha,
     )

@@ -3,5 +3,14 @@
 from topkshape.data.build import make_subset
 from topkshape.workflow import rule_logging
 
-with rule_logging(snakemake.log[0], "subset"):  # noqa: F821 (injected by Snakemake)
-    make_subset(snakemake.config, snakemake.wildcards.subset, snakemake.output[0], threads=snakemake.threads)  # noqa: F821
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+with rule_logging(sm.log[0], "subset", gpus=sm.resources.get("gpu", 0)):
+    make_subset(
+        sm.wildcards.subset,
+        sm.params.classes,
+        sm.output[0],
+        source=sm.params.source,
+        options=sm.params.options,
+        imagenet_root=sm.params.imagenet_root,
+        threads=sm.threads,
+    )

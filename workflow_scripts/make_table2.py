@@ -1,14 +1,18 @@
 """Snakemake script: aggregate the FastGAN runs into Table 2 and the sample grid."""
 
+from topkshape.provenance import provenance_record
+from topkshape.report.files import stamp_provenance
 from topkshape.report.table2 import sample_grid, write_table2
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with rule_logging(sm.log[0], "table2"):
-    ev = sm.config["gan"]["eval"]
-    note = (f"Mean ± std over {len(sm.config['gan']['seeds'])} seeds; {ev['samples']} generated samples vs the few-shot set's real images; "
+    gan = sm.params.gan
+    ev = gan["eval"]
+    note = (f"Mean ± std over {len(gan['seeds'])} seeds; {ev['samples']} generated samples vs the few-shot set's real images; "
             f"KID subset size {ev['kid_subset_size']}; features: {ev['feature_extractor']}"
             + (" (the Table 1 classifier: an in-domain stand-in, not comparable with Inception FIDs)" if ev["feature_extractor"] == "classifier" else "")
             + f"; generator: {ev['selection']} ({'lowest FID over snapshots, as the paper code' if ev['selection'] == 'best' else 'the EMA generator after the last iteration'}).")
-    write_table2(sm.input.metrics, sm.input.reference, sm.output, f"Table 2 ({sm.config['experiment']})", note)
+    write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note)
+    stamp_provenance(sm.output.json, provenance_record({"gan": gan}))
     sample_grid(sm.input.previews, [sm.output.samples])

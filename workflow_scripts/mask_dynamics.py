@@ -6,6 +6,5 @@ from topkshape.texture.experiment import render_mask_dynamics
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_logging(sm.log[0], "mask_dynamics"):
-    run = Path(sm.input.summary).parent
-    render_mask_dynamics(run / "masks.pt", [sm.output.png, sm.output.pdf], title=f"Top-K masks during training ({run.parent.parent.name}, epochs)")
+with rule_logging(sm.log[0], "mask_dynamics", gpus=sm.resources.get("gpu", 0)):
+    render_mask_dynamics(Path(sm.input.summary).parent / "masks.pt", [sm.output.png, sm.output.pdf], title=sm.params.title)

@@ -6,6 +6,6 @@ from topkshape.texture.experiment import run_texture_experiments
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_logging(sm.log[0], "texture_synthesis"):
+with rule_logging(sm.log[0], "texture_synthesis", gpus=sm.resources.get("gpu", 0)):
     torch.set_num_threads(sm.threads)
-    run_texture_experiments(sm.config["texture"], sm.input.get("checkpoint"), sm.input.targets, sm.output)
+    run_texture_experiments(sm.params.texture, sm.input.get("checkpoint"), sm.input.targets, sm.output)

@@ -1,16 +1,30 @@
 """Check a workflow configuration before any job runs, with one-line errors.
 
-Two layers: the JSON schema (``config_schema.yaml``: types, ranges, no unknown
-keys, defaults) and the checks a schema cannot express (folders that must exist,
-class names valid for the data source, subsets that must not overlap). Both run
-after command-line overrides, so ``--config train='{seeds: []}'`` is caught too.
+Three layers, run after command-line overrides so ``--config train='{seeds: []}'`` is
+caught too:
+
+1. normalisation: dotted top-level keys (``train.epochs``) are nested, and strings are
+   read as numbers, booleans or null where the schema expects one (PyYAML reads ``1e-3``
+   as a string; Snakemake passes nested ``--config`` values as strings);
+2. the JSON schema (``config_schema.yaml``: types, ranges, no unknown keys, defaults),
+   after a check that every number is finite (NaN passes every ``minimum``);
+3. the checks a schema cannot express: values that must fit the model they configure
+   (input sizes, layer names, channel indices), counts that must not exceed others,
+   folders that must exist, class names valid for the data source.
+
+Command-line forms (``snakemake_args``): ``--config key=value`` for a top-level key,
+``--config train='{epochs: 3}'`` for a nested one. Snakemake itself rejects a dotted key
+(``train.epochs=3``) and a missing ``--configfile`` with a traceback before the Snakefile
+is read, so ``snakemake_args`` checks and rewrites a command line for a launcher.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,10 +36,130 @@ from topkshape.data.shapes import SHAPES
 from topkshape.errors import ConfigError
 
 WNID_PATTERN = re.compile(r"^n\d{8}$")
+# A folder name under data/ and results/: no separators, no leading dot, no '..'.
+EXPERIMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+# Facts of the model code (tests/test_config_checks.py checks them against the built models).
+# Smallest square input each architecture accepts.
+MIN_INPUT_SIZE = {"alexnet": 63, "vgg16": 32, "resnet18": 16, "resnet18_cifar": 32}
+# resnet18_cifar flattens its last map into the linear layer: input_size % 32 == 0.
+SIZE_MULTIPLE = {"resnet18_cifar": 32}
+# Channels at each architecture's first Top-K position (where training records masks).
+FIRST_TOPK_LAYER = {"alexnet": "features.2", "vgg16": "features.4", "resnet18": "layer2", "resnet18_cifar": "layer2"}
+# Top-level (and Sequential-index) module names; deeper names are checked on the built model.
+SHALLOW_MODULES = {
+    "resnet18_cifar": {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "linear"},
+    "resnet18": {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"},
+    "alexnet": {"features", "avgpool", "classifier"} | {f"features.{i}" for i in range(13)} | {f"classifier.{i}" for i in range(7)},
+    "vgg16": {"features", "avgpool", "classifier"} | {f"features.{i}" for i in range(31)} | {f"classifier.{i}" for i in range(7)},
+}
+# Gatys layer names of the texture feature network vgg19, and its raw ``features`` indices.
+GATYS_LAYERS = ("relu1_1", "pool1", "relu2_1", "pool2", "relu3_1", "pool3", "relu4_1", "pool4", "relu5_1")
+VGG19_FEATURES = 37
+# FastGAN generator widths per resolution, as multiples of ngf (gan/fastgan.py).
+GENERATOR_WIDTHS = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
+_NULL_WORDS = ("null", "Null", "NULL", "~")  # YAML's spellings of null
+_BOOL_WORDS = {"true": True, "false": False}
 
 
 def load_schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("topkshape").joinpath("config_schema.yaml").read_text())
+
+
+def first_topk_channels(arch: str, width: int) -> int:
+    """Channels of the map at ``arch``'s first Top-K position (masks are recorded there)."""
+    return {"alexnet": 64, "vgg16": 64, "resnet18": 128, "resnet18_cifar": 2 * width}[arch]
+
+
+def generator_channels(ngf: int, resolution: int) -> int:
+    """Channels of FastGAN's generator map at ``resolution`` (its Top-K map)."""
+    return max(1, int(GENERATOR_WIDTHS[resolution] * ngf))
+
+
+# --- normalisation ------------------------------------------------------------------------------
+
+
+def nest_dotted_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.epochs": 3}`` -> ``{"train": {"epochs": 3}}``, merged into what is there."""
+    nested: dict[str, Any] = {key: value for key, value in config.items() if "." not in str(key)}
+    for key, value in config.items():
+        if "." not in str(key):
+            continue
+        *parents, leaf = str(key).split(".")
+        node = nested
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"config key '{key}': '{'.'.join(parents[:depth + 1])}' is not a section with keys")
+            node[part] = child = copy.deepcopy(child)
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type", ())
+    types = {kind} if isinstance(kind, str) else set(kind)
+    enum = schema.get("enum")
+    if enum and all(isinstance(v, int) and not isinstance(v, bool) for v in enum):
+        types.add("integer")
+    return types
+
+
+def _as_number(text: str, integer: bool) -> int | float | None:
+    """``'3'`` -> 3 (for an integer key), ``'1e-3'`` -> 0.001; None if it is no number."""
+    if integer:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def coerce_to_schema(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Read strings as the number, boolean or null the schema expects; integral floats as int.
+
+    Leaves anything it cannot read unchanged, so the schema names the bad value.
+    """
+    types = _types(schema)
+    if isinstance(value, str):
+        text = value.strip()
+        if "null" in types and text in _NULL_WORDS:
+            value = None
+        elif types & {"number", "integer"}:
+            number = _as_number(text, integer="number" not in types)
+            value = number if number is not None else value
+        elif "boolean" in types and text.lower() in _BOOL_WORDS:
+            value = _BOOL_WORDS[text.lower()]
+    if isinstance(value, float) and "integer" in types and "number" not in types and value.is_integer():
+        value = int(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                value[key] = coerce_to_schema(item, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        value = [coerce_to_schema(item, schema["items"]) for item in value]
+    return value
+
+
+def _non_finite(value: Any, where: str = "") -> Iterator[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"config key '{where or '(top level)'}': {value} is not a finite number"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{index}]")
+
+
+# --- validation ---------------------------------------------------------------------------------
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
@@ -43,22 +177,54 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def validate_config(config: Mapping[str, Any], *, check_paths: bool = True) -> dict[str, Any]:
-    """Return a copy of ``config`` with defaults filled, or raise ConfigError (one line)."""
-    checked = copy.deepcopy(dict(config))
+def _schema_message(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
+    where = _where(error)
+    if error.validator == "pattern" and "pattern_message" in error.schema:
+        return f"config key '{where}': {error.instance!r} {error.schema['pattern_message']}"
+    message = error.message.replace("\n", " ")
+    if error.validator == "additionalProperties" and not error.absolute_path:
+        # An unknown top-level key that is a nested one: say where it belongs and how to set it.
+        sections = schema.get("properties", {})
+        for key in error.instance:
+            homes = [name for name, sub in sections.items() if key not in sections and key in sub.get("properties", {})]
+            if homes:
+                return (f"config key '{key}' is not a top-level key; it belongs in a section ({', '.join(f'{h}.{key}' for h in homes)}); "
+                        f"on the command line: --config {homes[0]}='{{{key}: VALUE}}'")
+    return f"config key '{where}': {message}"
+
+
+def validate_config(config: Mapping[str, Any], *, check_paths: bool = True, mask_figures: bool = True) -> dict[str, Any]:
+    """Return a checked copy of ``config`` with defaults filled, or raise ConfigError (one line).
+
+    ``mask_figures``: the Top-K mask figures (Figure 8, classifier and GAN) are targets, so
+    masks must be recorded; the workflow's ``all`` always includes them.
+    """
+    checked = nest_dotted_keys(copy.deepcopy(dict(config)))
     schema = load_schema()
     _fill_defaults(checked, schema)
+    checked = coerce_to_schema(checked, schema)
+    for problem in _non_finite(checked):
+        raise ConfigError(problem)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(checked))
     if error is not None:
-        message = error.message.replace("\n", " ")
-        raise ConfigError(f"config key '{_where(error)}': {message}")
-    for problem in _semantic_problems(checked, check_paths):
+        raise ConfigError(_schema_message(error, schema))
+    for problem in _semantic_problems(checked, check_paths, mask_figures):
         raise ConfigError(problem)
     return checked
 
 
-def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
+def _semantic_problems(config: dict[str, Any], check_paths: bool, mask_figures: bool = True) -> Iterator[str]:
+    if not EXPERIMENT_PATTERN.match(config["experiment"]):
+        yield (f"config key 'experiment': {config['experiment']!r} is not a plain name "
+               "(letters, digits, _ and -, not starting with - or .)")
+    yield from _data_problems(config, check_paths)
+    yield from _model_problems(config)
+    yield from _count_problems(config, mask_figures)
+    yield from _reference_problems(config, check_paths)
+
+
+def _data_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
     data = config["data"]
     source = data["source"]
     if source == "imagenet":
@@ -84,13 +250,135 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[st
         size, train_size = data["synthetic"]["image_size"], config["train"]["image_size"]
         if train_size > size:
             yield f"config key 'train.image_size': {train_size} is larger than data.synthetic.image_size {size}"
+    for name in data.get("paper_fewshot") or {}:
+        if name not in data["fewshot"]:
+            yield (f"config key 'data.paper_fewshot.{name}': no few-shot set {name!r} in data.fewshot "
+                   f"({', '.join(data['fewshot']) or 'none'})")
     stylize = config["stylize"]
-    if check_paths and stylize["styles"] != "builtin" and not Path(stylize["styles"]).is_dir():
+    if check_paths and stylize["styles"] not in ("builtin", "paper_data") and not Path(stylize["styles"]).is_dir():
         yield f"config key 'stylize.styles': style image folder not found: {stylize['styles']}"
+
+
+def _input_size_problem(key: str, arch: str, size: int) -> str | None:
+    multiple = SIZE_MULTIPLE.get(arch)
+    if multiple and size % multiple:
+        low = max(multiple, size // multiple * multiple)
+        return f"config key '{key}': {size} is not a multiple of {multiple}, which {arch} needs (e.g. {low} or {low + multiple})"
+    if size < MIN_INPUT_SIZE[arch]:
+        return f"config key '{key}': {size} is smaller than the {MIN_INPUT_SIZE[arch]} px {arch} needs"
+    return None
+
+
+def _model_problems(config: dict[str, Any]) -> Iterator[str]:
+    """Values that must fit the model they configure: input sizes, layer names, channels."""
+    train, texture, shape_bias = config["train"], config["texture"], config["shape_bias"]
+    arch = train["arch"]
+    problem = _input_size_problem("train.image_size", arch, train["image_size"])
+    if problem:
+        yield problem
+        return  # the model cannot be built: its layers cannot be checked either
+    for model in shape_bias["models"]:
+        if model in MIN_INPUT_SIZE:
+            problem = _input_size_problem("shape_bias.image_size", model, shape_bias["image_size"])
+            if problem:
+                yield f"{problem} (shape_bias.models lists {model})"
+    if texture["feature_net"] == "vgg19":
+        valid = set(GATYS_LAYERS) | {str(i) for i in range(VGG19_FEATURES)}
+        for layer in texture["layers"]:
+            if layer not in valid:
+                yield (f"config key 'texture.layers': {layer!r} is not a vgg19 layer; use Gatys names "
+                       f"{', '.join(GATYS_LAYERS)} or feature indices 0-{VGG19_FEATURES - 1}")
+    else:
+        net = texture["feature_net"]
+        unknown = [layer for layer in texture["layers"] if layer not in SHALLOW_MODULES[arch]]
+        if unknown:
+            names = module_names(arch, train["width"], train["image_size"])
+            for layer in unknown:
+                if layer not in names:
+                    yield (f"config key 'texture.layers': {layer!r} is not a module of {net} ({arch}); "
+                           f"e.g. {', '.join(sorted(SHALLOW_MODULES[arch]))}")
+        if arch == "resnet18_cifar" and texture["image_size"] != train["image_size"]:
+            yield (f"config key 'texture.image_size': {texture['image_size']} differs from train.image_size "
+                   f"{train['image_size']}; {net} ({arch}) only runs at the size it was trained at")
+        elif arch != "resnet18_cifar":
+            problem = _input_size_problem("texture.image_size", arch, texture["image_size"])
+            if problem:
+                yield problem
+    channels = texture["mask_dynamics"]["channels"]
+    width = first_topk_channels(arch, train["width"])
+    for channel in channels:
+        if channel >= width:
+            yield (f"config key 'texture.mask_dynamics.channels': channel {channel} is beyond the {width} channels "
+                   f"(0-{width - 1}) of {arch}'s first Top-K layer {FIRST_TOPK_LAYER[arch]}")
+    gan = config["gan"]
+    resolutions = [8 * 2**i for i in range(gan["im_size"].bit_length() - 3)]  # 8 .. im_size
+    if gan["topk_resolution"] not in resolutions:
+        yield f"config key 'gan.topk_resolution': must be one of {resolutions} for gan.im_size {gan['im_size']}, got {gan['topk_resolution']}"
+    elif config["data"]["fewshot"]:
+        gan_width = generator_channels(gan["ngf"], gan["topk_resolution"])
+        for channel in channels:
+            if channel >= gan_width:
+                yield (f"config key 'texture.mask_dynamics.channels': channel {channel} is beyond the {gan_width} channels "
+                       f"(0-{gan_width - 1}) of the GAN generator's {gan['topk_resolution']}x{gan['topk_resolution']} "
+                       f"Top-K map (gan.ngf {gan['ngf']})")
+
+
+@lru_cache(maxsize=16)
+def module_names(arch: str, width: int, image_size: int) -> frozenset[str]:
+    """Every submodule name of ``arch`` as trained (no Top-K), built on the meta device (no memory)."""
+    import torch
+
+    from topkshape.models import build_model
+
+    kwargs: dict[str, Any] = {"num_classes": 2}
+    if arch == "resnet18_cifar":
+        kwargs.update(input_size=image_size, width=width)
+    with torch.device("meta"):
+        model = build_model(arch, fraction=None, **kwargs)
+    return frozenset(name for name, _ in model.named_modules() if name)
+
+
+def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]:
+    """Counts that must be positive for a target, or must not exceed another count."""
+    data, texture, gan = config["data"], config["texture"], config["gan"]
+    masks = texture["mask_dynamics"]
+    if mask_figures and masks["images"] < 1:
+        yield ("config key 'texture.mask_dynamics.images': 0 records no Top-K masks, but the mask-dynamics "
+               "figures are targets of the workflow; set it to 1 or more")
+    if data["source"] == "synthetic":
+        subset = masks["subset"] or next(iter(data["subsets"]), None)
+        if subset in data["subsets"]:
+            available = data["synthetic"]["val_per_class"] * len(data["subsets"][subset])
+            if masks["images"] > available:
+                yield (f"config key 'texture.mask_dynamics.images': {masks['images']} is more than the {available} "
+                       f"validation images of subset {subset}")
+    if data["fewshot"] and texture["num_targets"] > data["fewshot_images"]:
+        yield (f"config key 'texture.num_targets': {texture['num_targets']} is more than the "
+               f"{data['fewshot_images']} images of a few-shot set (data.fewshot_images)")
+    evaluation = gan["eval"]
+    if evaluation["kid_subset_size"] > min(data["fewshot_images"], evaluation["samples"]):
+        yield (f"config key 'gan.eval.kid_subset_size': {evaluation['kid_subset_size']} is larger than the real "
+               f"({data['fewshot_images']}) or generated ({evaluation['samples']}) image count")
+    if evaluation["selection"] == "best" and evaluation["snapshot_every"] == 0:
+        yield "config key 'gan.eval.snapshot_every': selection best needs snapshots (snapshot_every > 0)"
+    elif evaluation["selection"] == "best" and evaluation["snapshot_every"] > gan["iterations"]:
+        yield (f"config key 'gan.eval.snapshot_every': {evaluation['snapshot_every']} is more than gan.iterations "
+               f"{gan['iterations']}: selection best would have no snapshot to choose from")
+
+
+def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
+    """Names that must refer to something configured elsewhere, and files that must exist."""
+    data, stylize = config["data"], config["stylize"]
     shape_bias = config["shape_bias"]
+    if stylize["method"] == "texture_swap" and data["source"] != "synthetic":
+        yield "config key 'stylize.method': texture_swap renders generated shapes; with data.source imagenet use adain"
     for model in shape_bias["models"]:
         if model.startswith("trained_") and model[len("trained_"):] not in data["subsets"]:
             yield f"config key 'shape_bias.models': {model!r} names no subset in data.subsets"
+        elif model.startswith("trained_") and stylize["method"] != "texture_swap":
+            # AdaIN-stylized images have no texture category in their names: no shape bias to score.
+            yield (f"config key 'shape_bias.models': {model!r} is scored on its subset's cue-conflict set, which only "
+                   "stylize.method texture_swap writes (AdaIN images carry no texture category)")
     for part in ("cue_conflict", "humans"):
         opts = shape_bias[part]
         if opts["source"] == "folder" and not opts["path"]:
@@ -113,14 +401,67 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool) -> Iterator[st
     if missing:
         yield f"config key 'gan.topk_fraction': no Top-K fraction for few-shot set {missing[0]!r}"
     evaluation = gan["eval"]
-    if evaluation["kid_subset_size"] > min(data["fewshot_images"], evaluation["samples"]):
-        yield (f"config key 'gan.eval.kid_subset_size': {evaluation['kid_subset_size']} is larger than the real "
-               f"({data['fewshot_images']}) or generated ({evaluation['samples']}) image count")
     if evaluation["feature_extractor"] == "classifier" and evaluation["classifier_subset"] not in data["subsets"]:
         yield "config key 'gan.eval.classifier_subset': must name a subset when feature_extractor is classifier"
-    if evaluation["selection"] == "best" and evaluation["snapshot_every"] == 0:
-        yield "config key 'gan.eval.snapshot_every': selection best needs snapshots (snapshot_every > 0)"
     for part in ("encoder", "decoder"):
         path = stylize["adain"][f"{part}_path"]
         if check_paths and path and not Path(path).is_file():
             yield f"config key 'stylize.adain.{part}_path': file not found: {path}"
+
+
+# --- command lines --------------------------------------------------------------------------------
+
+_CONFIG_OPTIONS = ("--config", "-C")
+_CONFIGFILE_OPTIONS = ("--configfile", "--configfiles")
+
+
+def _dotted_entry(entry: str) -> str:
+    """``train.epochs=3`` -> ``train={epochs: 3}``, the nested form Snakemake accepts."""
+    key, sep, text = entry.partition("=")
+    if not sep or "." not in key:
+        return entry
+    parts = key.split(".")
+    if not all(re.fullmatch(r"[A-Za-z_][\w-]*", part) for part in parts):
+        raise ConfigError(f"--config {entry}: {key!r} is not a config key (dotted names like train.epochs)")
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        value = text
+    for part in reversed(parts[1:]):
+        value = {part: value}
+    flow = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return f"{parts[0]}={flow}"
+
+
+def snakemake_args(args: Sequence[str]) -> list[str]:
+    """A snakemake command line, checked and with dotted ``--config`` keys nested.
+
+    Raises ConfigError for a ``--configfile`` that does not exist and for a ``--config``
+    entry that is not ``key=value``; both otherwise end in a Snakemake traceback before
+    the Snakefile runs.
+    """
+    out: list[str] = []
+    option = None
+    for arg in args:
+        name, eq, inline = arg.partition("=")
+        if arg.startswith("-"):
+            option = name if name in _CONFIG_OPTIONS + _CONFIGFILE_OPTIONS else None
+            if eq and option:
+                out.append(f"{name}={_check_value(option, inline)}")
+                option = None
+                continue
+            out.append(arg)
+            continue
+        out.append(_check_value(option, arg) if option else arg)
+    return out
+
+
+def _check_value(option: str, value: str) -> str:
+    if option in _CONFIGFILE_OPTIONS:
+        if not Path(value).is_file():
+            what = "is a folder, not a file" if Path(value).is_dir() else "not found"
+            raise ConfigError(f"{option} {value}: config file {what}")
+        return value
+    if "=" not in value:
+        raise ConfigError(f"--config {value}: expected key=value (nested keys: train.epochs=3 or train='{{epochs: 3}}')")
+    return _dotted_entry(value)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
@@ -56,6 +57,17 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
         raise ChecksumError(f"{path}: SHA-256 is {actual}, expected {want}")
 
 
+def as_url(location: str | os.PathLike) -> str:
+    """A URL for ``location``: kept as it is when it has a scheme, else a local folder as ``file://``.
+
+    Lets every base URL in the config also name a mirror on disk.
+    """
+    text = os.fspath(location)
+    if urllib.parse.urlsplit(text).scheme in {"http", "https", "file", "ftp"}:
+        return text
+    return Path(text).expanduser().resolve().as_uri()
+
+
 def _open(url: str, timeout: float) -> http.client.HTTPResponse | BinaryIO:
     try:
         return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - user-given URL by design
@@ -86,14 +98,24 @@ def download_file(
     *,
     timeout: float = 60,
     progress: bool = True,
+    require_pinned: bool = False,
+    pin_key: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` and check its SHA-256; return ``dest``.
 
     ``sha256=None`` still downloads but logs the actual hash as a warning so it can be
-    pinned: an unpinned download cannot be reproduced. On a mismatch nothing is
+    pinned: an unpinned download cannot be reproduced. With ``require_pinned``
+    (config ``downloads.require_pinned``) it is refused before any byte is fetched;
+    ``pin_key`` names the config key that would pin it. On a mismatch nothing is
     written to ``dest`` (an older file already there is left as it was).
     """
     final = Path(dest)
+    if sha256 is None and require_pinned:
+        where = f"set {pin_key} to its SHA-256" if pin_key else "pin its SHA-256"
+        raise ConfigError(
+            f"refusing to download {url} without a pinned SHA-256 (downloads.require_pinned is true): "
+            f"{where}, or set downloads.require_pinned: false"
+        )
     expected = None if sha256 is None else _normalise_hash(sha256)
     digest = hashlib.sha256()
     with atomic_file(final) as tmp, open(tmp, "wb") as out:
@@ -112,5 +134,5 @@ def download_file(
         if expected is not None and actual != expected:
             raise ChecksumError(f"{url} -> {final}: SHA-256 is {actual}, expected {expected}")
     if expected is None:
-        logger.warning("no SHA-256 pinned for %s; downloaded %s has sha256 %s", url, final, actual)
+        logger.warning("unpinned download: no SHA-256 pinned for %s; downloaded %s has sha256 %s", url, final, actual)
     return final

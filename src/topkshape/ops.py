@@ -1,26 +1,49 @@
 """Spatial Top-K sparsity (Li, Wen, Li, Lee, NeurIPS 2023, Section 3.1).
 
 For a feature map ``X`` of shape ``(N, C, H, W)`` the Top-K set of channel ``(n, c)``
-holds the entries whose ``|X|`` is at least the K-th largest ``|X|`` over the ``H*W``
-positions (Eq. 1), with ``K = max(1, floor(fraction * H * W))``, the same K as the
-paper's code (``int(max(1, topk * h * w))``).
+holds the entries with the K largest ``|X|`` over the ``H*W`` positions (Eq. 1), with
+``K = max(1, floor(fraction * H * W))``, the same K as the paper's code
+(``int(max(1, topk * h * w))``).
 
-Two choices make the set well defined where the paper's code leaves it to
-``torch.topk``'s tie-breaking:
+The paper's code leaves ties to ``torch.topk``. Here ``ties`` makes the choice explicit:
 
-* **Ties at the threshold are kept** (Eq. 1's ``>=``): a channel whose K-th and
-  (K+1)-th largest ``|x|`` are equal keeps both, so it may keep more than K entries.
-  For continuous activations ties have probability zero and the result equals the
-  paper code's exactly-K selection.
-* **A zero is never a Top-K response.** When a channel has fewer than K non-zero
-  entries (common after ReLU), the paper code's choice of which zeros fill the K
-  slots is arbitrary. We keep only the non-zero ones. Eq. 1's output is unchanged
-  (those entries are zero either way); the mask, the gradient at those zeros and the
-  mean of Eq. 2 become deterministic.
+* ``ties="keep"`` (the default): **every entry tied at the threshold is kept**
+  (Eq. 1 read with ``>=``), so a channel whose K-th and (K+1)-th largest ``|x|`` are
+  equal keeps more than K entries. **A zero is never a Top-K response**: a channel
+  with fewer than K non-zero entries (common after ReLU) keeps only those. Eq. 1's
+  output is the same as with any choice of zeros; the mask, the gradient at those
+  zeros and the mean of Eq. 2 become deterministic.
+* ``ties="exact"``: **exactly K entries** per channel, as ``torch.topk`` in the paper
+  code, zeros included when a channel has fewer than K non-zero entries. Among
+  entries tied at the K-th largest ``|x|``, those with the **lowest flat spatial
+  index** (``h * W + w``) are kept first. Eq. 2's mean is then the sum over K,
+  as in the paper code.
 
-Backward saves one boolean mask (1 byte per element) and nothing else: the threshold
-search runs without autograd, and the gradient is the incoming gradient where the
-mask is set and exactly zero elsewhere.
+For continuous activations ties have probability zero and both choices equal the
+paper code's selection. Max-pools duplicate values, so real feature maps do tie
+(``benchmarks/topk_ties.py`` counts how often).
+
+How it is computed. ``|x|`` of a float is its bit pattern with the sign bit cleared,
+and non-negative floats order like those bit patterns read as integers. So the
+selection runs on integer keys: cheaper to compare than floats (no NaN handling),
+and float16/bfloat16 select as int16. On the CPU rows are processed in blocks that
+fit in cache, split across ``torch.get_num_threads()`` threads (numpy releases the
+GIL): per block the key is built, introselect (``ndarray.partition``) finds the K-th
+largest key of each row, and the key is rebuilt in place and compared to it into the
+output mask, so ``x`` is read from memory once and the mask written once. The zero
+rule is folded into the threshold (at least the smallest positive key, 1), and with
+``ties="exact"`` only rows that have a tie are resolved further (a row has one when
+an entry left of the partition point equals the K-th key). Elsewhere (CUDA, and while
+``torch.compile`` traces) the K-th largest comes from ``torch.topk(sorted=False)`` and
+ties are resolved with a cumulative count. The CPU choice was measured
+(``benchmarks/topk_op.py --selection``): on an AMD EPYC with AVX-512, introselect on
+integer keys beat introselect on floats, ``torch.topk(sorted=False)`` and
+``torch.kthvalue`` on every benchmark shape; a sample-then-filter select was slower
+still (its ragged gathers cost more than the select they save).
+
+Backward saves one boolean mask (1 byte per element) and nothing else: the
+selection runs without autograd, and the gradient is one ``where``: the incoming
+gradient where the mask is set and exactly zero elsewhere.
 """
 
 from __future__ import annotations
@@ -35,8 +58,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from topkshape.errors import ConfigError
+
 Keep = Literal["topk", "non_topk"]
+Ties = Literal["keep", "exact"]
 _KEEP_CHOICES = ("topk", "non_topk")
+TIES: tuple[str, ...] = ("keep", "exact")
 
 
 def check_fraction(fraction: object) -> float:
@@ -47,6 +74,13 @@ def check_fraction(fraction: object) -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"Top-K fraction must be in (0, 1], got {fraction!r}")
     return value
+
+
+def check_ties(ties: object) -> Ties:
+    """Return ``ties`` if it is a valid tie rule, else raise a one-line ConfigError."""
+    if ties not in TIES:
+        raise ConfigError(f"Top-K ties must be one of {', '.join(TIES)} (keep every tied entry, or exactly K), got {ties!r}")
+    return ties  # type: ignore[return-value]
 
 
 def _check_input(x: Tensor) -> None:
@@ -65,50 +99,139 @@ def topk_count(fraction: float, positions: int) -> int:
     return max(1, int(check_fraction(fraction) * positions))
 
 
-def topk_mask(x: Tensor, fraction: float) -> Tensor:
+# Integer type of the same width per float type, and the mask that clears the sign bit.
+_KEY_DTYPES = {
+    torch.float16: (torch.int16, np.int16),
+    torch.bfloat16: (torch.int16, np.int16),
+    torch.float32: (torch.int32, np.int32),
+    torch.float64: (torch.int64, np.int64),
+}
+
+
+def topk_mask(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
     """Boolean Top-K mask of ``x`` (Eq. 1's selection), same shape and layout as ``x``.
 
-    True where ``|x|`` is non-zero and at least the K-th largest ``|x|`` of its
-    sample and channel. Never tracks gradients.
+    ``ties="keep"``: true where ``|x|`` is non-zero and at least the K-th largest
+    ``|x|`` of its sample and channel. ``ties="exact"``: exactly K entries per
+    channel, ties at the threshold taken in flat spatial order. Never tracks gradients.
     """
     _check_input(x)
     fraction = check_fraction(fraction)
+    exact = check_ties(ties) == "exact"
     n, c, h, w = x.shape
     k = topk_count(fraction, h * w)
     with torch.no_grad():
-        magnitude = x.detach().abs()
+        x = x.detach()
         if k >= h * w:
-            return magnitude != 0
-        threshold = kth_largest(magnitude.reshape(n * c, h * w), k).view(n, c, 1, 1)
+            return torch.ones_like(x, dtype=torch.bool) if exact else x != 0
+        if x.device.type == "cpu" and x.dtype in _KEY_DTYPES and not torch.compiler.is_compiling():
+            mask = _cpu_mask(x.contiguous(), k, exact)
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+                mask = mask.contiguous(memory_format=torch.channels_last)
+            return mask
+        return _torch_mask(x, k, exact)
+
+
+def _torch_mask(x: Tensor, k: int, exact: bool) -> Tensor:
+    """The mask from torch ops only: any device, and traceable by ``torch.compile``."""
+    n, c, h, w = x.shape
+    magnitude = x.abs()
+    threshold = kth_largest(magnitude.reshape(n * c, h * w), k).view(n, c, 1, 1)
+    if not exact:
         # Raising a zero threshold to the smallest positive value drops exact zeros
         # in the same comparison (see the module docstring).
         smallest = torch.nextafter(torch.zeros((), dtype=x.dtype, device=x.device), threshold.new_ones(()))
         return magnitude >= torch.maximum(threshold, smallest)
-
-
-_NUMPY_SELECT_DTYPES = (torch.float16, torch.float32, torch.float64)
-_PARALLEL_MIN_ELEMENTS = 1 << 16
+    above = magnitude > threshold
+    tied = (magnitude == threshold).reshape(n, c, h * w)
+    need = k - above.sum(dim=(2, 3)).unsqueeze(2)
+    first_tied = tied & (tied.cumsum(dim=2) <= need)
+    return above | first_tied.view(n, c, h, w)
 
 
 def kth_largest(rows: Tensor, k: int) -> Tensor:
     """The k-th largest value of each row of a 2-D tensor (values only, no indices).
 
-    On the CPU, numpy's introselect on the values is several times faster than
-    ``torch.topk``, which selects (value, index) pairs; rows are split across
-    ``torch.get_num_threads()`` threads (numpy releases the GIL). Elsewhere, and
-    while ``torch.compile`` traces, this is ``topk(sorted=False)`` then ``min``.
+    On the CPU (float types, not while compiling) numpy's introselect on row blocks
+    across threads; elsewhere ``topk(sorted=False)`` then ``min``. The mask itself
+    uses the faster integer-key path of :func:`topk_mask`; this serves other callers.
     """
-    length = rows.shape[1]
-    if rows.device.type == "cpu" and rows.dtype in _NUMPY_SELECT_DTYPES and not torch.compiler.is_compiling():
-        array = rows.contiguous().numpy()
-        position = length - k
-        threads = min(torch.get_num_threads(), rows.shape[0])
-        if threads <= 1 or rows.numel() < _PARALLEL_MIN_ELEMENTS:
-            return torch.from_numpy(np.partition(array, position, axis=1)[:, position])
-        chunks = np.array_split(array, threads, axis=0)
-        parts = _thread_pool(threads, os.getpid()).map(lambda a: np.partition(a, position, axis=1)[:, position], chunks)
-        return torch.from_numpy(np.concatenate(list(parts)))
+    if rows.device.type == "cpu" and rows.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling():
+        array = rows.detach().contiguous().numpy()
+        out = np.empty(array.shape[0], dtype=array.dtype)
+        _run_in_threads(array, lambda part, lo, hi: _kth_rows(part, k, out[lo:hi]))
+        return torch.from_numpy(out)
     return torch.topk(rows, k, dim=1, sorted=False).values.amin(dim=1)
+
+
+def _kth_rows(rows: np.ndarray, k: int, out: np.ndarray) -> None:
+    position = rows.shape[1] - k
+    rows_per_block = max(1, _BLOCK_ELEMENTS // rows.shape[1])
+    for start in range(0, rows.shape[0], rows_per_block):
+        block = rows[start : start + rows_per_block]
+        out[start : start + len(block)] = np.partition(block, position, axis=1)[:, position]
+
+
+# Rows per block: about 128 K elements, so a block's key buffer stays in the L2 cache
+# between the select and the compare (measured: smaller blocks pay Python overhead).
+_BLOCK_ELEMENTS = 1 << 17
+_PARALLEL_MIN_ELEMENTS = 1 << 16
+
+
+def _cpu_mask(x: Tensor, k: int, exact: bool) -> Tensor:
+    """Top-K mask of a contiguous CPU tensor, computed block by block on integer keys."""
+    n, c, h, w = x.shape
+    torch_int, np_int = _KEY_DTYPES[x.dtype]
+    bits = x.view(torch_int).numpy().reshape(n * c, h * w)
+    mask = np.empty(bits.shape, dtype=np.bool_)
+    magnitude_bits = np_int(np.iinfo(np_int).max)  # every bit but the sign
+    _run_in_threads(bits, lambda part, lo, hi: _mask_rows(part, k, exact, magnitude_bits, mask[lo:hi]))
+    return torch.from_numpy(mask).view(n, c, h, w)
+
+
+def _mask_rows(bits: np.ndarray, k: int, exact: bool, magnitude_bits: np.integer, out: np.ndarray) -> None:
+    """Fill ``out`` (rows x positions, bool) with the Top-K mask of the float rows ``bits``."""
+    rows, length = bits.shape
+    position = length - k
+    rows_per_block = max(1, _BLOCK_ELEMENTS // length)
+    buffer = np.empty((min(rows_per_block, rows), length), dtype=bits.dtype)
+    for start in range(0, rows, rows_per_block):
+        source = bits[start : start + rows_per_block]
+        key = buffer[: len(source)]
+        np.bitwise_and(source, magnitude_bits, out=key)
+        key.partition(position, axis=1)
+        kth = key[:, position].copy()
+        # After the partition every entry left of ``position`` is <= the k-th key:
+        # the row has more than k entries >= it exactly when one of those equals it.
+        tied = key[:, :position].max(axis=1) == kth if exact and position > 0 else None
+        np.bitwise_and(source, magnitude_bits, out=key)
+        if not exact:
+            np.maximum(kth, 1, out=kth)  # the zero rule: a zero key never reaches the threshold
+        block_out = out[start : start + len(source)]
+        np.greater_equal(key, kth[:, None], out=block_out)
+        if tied is not None and tied.any():
+            block_out[tied] = _first_k_of_ties(key[tied], kth[tied], k)
+
+
+def _first_k_of_ties(key: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Exactly k per row: every key above the k-th, then tied keys in index order."""
+    above = key > kth[:, None]
+    tied = key == kth[:, None]
+    need = k - np.count_nonzero(above, axis=1)
+    return above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need[:, None]))
+
+
+def _run_in_threads(rows: np.ndarray, work) -> None:
+    """Run ``work(rows[lo:hi], lo, hi)`` on contiguous row ranges, one per thread."""
+    threads = min(torch.get_num_threads(), rows.shape[0])
+    if threads <= 1 or rows.size < _PARALLEL_MIN_ELEMENTS:
+        work(rows, 0, rows.shape[0])
+        return
+    bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
+    pool = _thread_pool(threads, os.getpid())
+    futures = [pool.submit(work, rows[lo:hi], lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()
 
 
 @lru_cache(maxsize=4)
@@ -128,8 +251,7 @@ class _MaskedIdentity(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (mask,) = ctx.saved_tensors
-        zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
-        return torch.where(mask, grad, zero), None
+        return torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
 
 
 class _MaskedMean(torch.autograd.Function):
@@ -161,71 +283,77 @@ class _MaskedMean(torch.autograd.Function):
         return torch.where(mask, mean_grad, zero), None
 
 
-def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk") -> Tensor:
+def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk", ties: Ties = "keep") -> Tensor:
     """Eq. 1 (``keep="topk"``) or its complement (``keep="non_topk"``).
 
     ``non_topk`` keeps every entry outside the Top-K set: the paper's "revert"
     ablation. ``fraction == 1.0`` with ``keep="topk"`` returns ``x`` unchanged.
+    ``ties`` is the tie rule of :func:`topk_mask`.
     """
     _check_input(x)
     _check_keep(keep)
+    check_ties(ties)
     fraction = check_fraction(fraction)
     if fraction == 1.0 and keep == "topk":
         return x
-    return _keep_masked(x, topk_mask(x, fraction), keep)
+    return _keep_masked(x, topk_mask(x, fraction, ties), keep)
 
 
 def _keep_masked(x: Tensor, mask: Tensor, keep: Keep) -> Tensor:
     return _MaskedIdentity.apply(x, ~mask if keep == "non_topk" else mask)
 
 
-def spatial_topk_mean_replace(x: Tensor, fraction: float) -> Tensor:
+def spatial_topk_mean_replace(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
     """Eq. 2: Top-K positions carry their channel's mean Top-K value, others 0."""
     _check_input(x)
-    return _MaskedMean.apply(x, topk_mask(x, fraction))
+    return _MaskedMean.apply(x, topk_mask(x, fraction, ties))
 
 
 class TopK(nn.Module):
     """Spatial Top-K layer (Eq. 1), or its complement with ``keep="non_topk"``.
 
-    Set ``record_mask = True`` to keep the last boolean mask in ``last_mask``
-    (the mask-dynamics figures read it); off by default to hold no memory.
+    ``ties`` is ``"keep"`` (every entry tied at the threshold) or ``"exact"`` (exactly
+    K, lowest spatial index first among ties; the paper code's count). Set
+    ``record_mask = True`` to keep the last boolean mask in ``last_mask`` (the
+    mask-dynamics figures read it); off by default to hold no memory.
     """
 
-    def __init__(self, fraction: float, keep: Keep = "topk") -> None:
+    def __init__(self, fraction: float, keep: Keep = "topk", ties: Ties = "keep") -> None:
         super().__init__()
         _check_keep(keep)
         self.fraction = check_fraction(fraction)
         self.keep: Keep = keep
+        self.ties: Ties = check_ties(ties)
         self.record_mask = False
         self.last_mask: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.record_mask:
-            return spatial_topk(x, self.fraction, self.keep)
-        self.last_mask = topk_mask(x, self.fraction)
+            return spatial_topk(x, self.fraction, self.keep, self.ties)
+        self.last_mask = topk_mask(x, self.fraction, self.ties)
         if self.fraction == 1.0 and self.keep == "topk":
             return x  # the identity, as spatial_topk
         return _keep_masked(x, self.last_mask, self.keep)
 
     def extra_repr(self) -> str:
-        return f"fraction={self.fraction}, keep={self.keep!r}"
+        return f"fraction={self.fraction}, keep={self.keep!r}, ties={self.ties!r}"
 
 
 class TopKMeanReplace(nn.Module):
     """Top-K with mean replacement (Eq. 2): keeps where, not how much."""
 
-    def __init__(self, fraction: float) -> None:
+    def __init__(self, fraction: float, ties: Ties = "keep") -> None:
         super().__init__()
         self.fraction = check_fraction(fraction)
+        self.ties: Ties = check_ties(ties)
         self.record_mask = False
         self.last_mask: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.record_mask:
-            return spatial_topk_mean_replace(x, self.fraction)
-        self.last_mask = topk_mask(x, self.fraction)
+            return spatial_topk_mean_replace(x, self.fraction, self.ties)
+        self.last_mask = topk_mask(x, self.fraction, self.ties)
         return _MaskedMean.apply(x, self.last_mask)
 
     def extra_repr(self) -> str:
-        return f"fraction={self.fraction}"
+        return f"fraction={self.fraction}, ties={self.ties!r}"

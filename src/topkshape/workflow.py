@@ -10,15 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from topkshape.errors import TopkshapeError
+from topkshape.gpu_slots import gpu_slot
 
 
 @contextlib.contextmanager
-def rule_logging(log_path: str | os.PathLike, rule: str = "") -> Iterator[logging.Logger]:
+def rule_logging(log_path: str | os.PathLike, rule: str = "", *, gpus: int = 0) -> Iterator[logging.Logger]:
     """Log to the rule's log file (and stderr); turn a user error into one line and exit 1.
 
     A TopkshapeError (missing folder, corrupt file, bad value) is written as one line
     to the log and to stderr, without a traceback unless TOPKSHAPE_DEBUG is set. Any
     other exception is a bug: its traceback goes to the log and the job fails.
+
+    ``gpus`` (the rule's ``resources: gpu``) >= 1 takes a GPU slot for the job's lifetime
+    (topkshape.gpu_slots): ``CUDA_VISIBLE_DEVICES`` names the job's own device(s) and the log
+    says ``GPU slot <i> (CUDA_VISIBLE_DEVICES=<id>)``. Open this before the job's first CUDA call.
     """
     path = Path(log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +34,9 @@ def rule_logging(log_path: str | os.PathLike, rule: str = "") -> Iterator[loggin
     root.setLevel(logging.INFO)
     logger = logging.getLogger(f"topkshape.rule.{rule}" if rule else "topkshape.rule")
     try:
-        _inject_failure(rule)
-        yield logger
+        with gpu_slot(gpus, rule=rule, log=logger.info):
+            _inject_failure(rule)
+            yield logger
     except TopkshapeError as err:
         logger.error("%s", err)
         if os.environ.get("TOPKSHAPE_DEBUG"):

@@ -29,16 +29,31 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from topkshape.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, seed_everything
-from topkshape.classify.data import LabelledImageFolder, eval_transform, texture_targets, train_transform
+from topkshape.checkpoint import (
+    dataset_identity,
+    finish_run,
+    restore_rng_states,
+    resumable_state,
+    rng_states,
+    save_checkpoint,
+    seed_everything,
+)
+from topkshape.classify.data import (
+    LabelledImageFolder,
+    eval_transform,
+    texture_targets,
+    train_transform,
+)
 from topkshape.classify.evaluate import cue_conflict_scores, predict
 from topkshape.errors import ConfigError, InputDataError
-from topkshape.models import build_model
+from topkshape.mask_recording import MaskRecorder
+from topkshape.models import build_model, topk_layers
 
 logger = logging.getLogger(__name__)
 
 VARIANT_MODES: dict[str, str | None] = {"baseline": None, "topk": "topk", "topk_mean_rpl": "mean_replace"}
 CHECKPOINT = "checkpoint.pt"
+PROGRESS_EVERY = 50  # steps between progress-bar updates (each one syncs with the device)
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,12 @@ class TrainSettings:
     image_size: int = 224
     width: int = 64
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], *, variant: str, seed: int) -> TrainSettings:
+        """Settings from the workflow's ``train`` params (unknown keys such as ``threads`` ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"variant", "seed"}
+        return cls(variant=variant, seed=seed, **{k: v for k, v in params.items() if k in names})
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANT_MODES:
@@ -109,6 +130,7 @@ def train_classifier(
     device: str | None = None,
     mask_images: int = 0,
     mask_channels: tuple[int, ...] = (0, 1, 2, 3),
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, write ``model.pt``, ``metrics.csv``, ``summary.json``.
 
@@ -116,8 +138,10 @@ def train_classifier(
     ``mask_images`` validation images at ``mask_channels`` are recorded before training
     and after every epoch into ``masks.pt`` (Figure 8's mask dynamics).
 
-    Resumes from ``out_dir/checkpoint.pt`` when it exists and was written with the
-    same settings; a checkpoint of other settings is an error (delete it to restart).
+    Resumes from ``out_dir/checkpoint.pt`` only when it is an unfinished checkpoint of this
+    very run: the same settings and the same data (class list and the data folders'
+    identity). Any other checkpoint is ignored with a one-line log (an unreadable one is
+    moved aside), and training starts from epoch 0. A finished run removes its checkpoint.
     """
     train_dir, clean_dir, stylized_dir, out_dir = map(Path, (train_dir, clean_dir, stylized_dir, out_dir))
     for path, what in ((train_dir, "training images"), (clean_dir, "validation images"), (stylized_dir, "stylized images")):
@@ -149,19 +173,21 @@ def train_classifier(
     checkpoint_path = out_dir / CHECKPOINT
     rows: list[dict[str, Any]] = []
     start_epoch = 0
-    state = load_checkpoint(checkpoint_path, map_location=dev)
+    identity = {
+        "settings": dataclasses.asdict(settings),
+        "classes": list(classes),
+        "data": dataset_identity(train_dir, clean_dir, stylized_dir),
+        "mask_recording": {"images": mask_images, "channels": list(mask_channels)},
+    }
+    state = resumable_state(checkpoint_path, identity, map_location=dev)
     if state is not None:
-        if state["settings"] != dataclasses.asdict(settings):
-            raise InputDataError(f"checkpoint {checkpoint_path} was written with other settings; delete it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_states(state["rng"])
-        rows = state["metrics"]
+        rows = list(state["metrics"])
         start_epoch = state["epoch"] + 1
         logger.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
-    else:
-        logger.info("starting from epoch 0 (no checkpoint at %s)", checkpoint_path)
 
     recorder = _mask_recorder(model, clean_set, mask_images, mask_channels)
     if recorder is not None:
@@ -175,10 +201,13 @@ def train_classifier(
         loader = _loader(train_set, settings, shuffle=True, workers=workers, epoch=epoch)
         model.train()
         lr = optimizer.param_groups[0]["lr"]
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Sums stay on the device: one host sync per epoch (and per progress update), not per step.
+        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+        correct = torch.zeros((), device=dev, dtype=torch.int64)
+        seen = 0
         started = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{settings.epochs}", disable=None if progress else True, leave=False)
-        for images, labels in bar:
+        for step, (images, labels) in enumerate(bar):
             images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
             if dev.type == "cuda":
                 images = images.to(memory_format=torch.channels_last)
@@ -188,29 +217,33 @@ def train_classifier(
                 loss = criterion(logits, labels)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += loss.detach().double() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
             seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+            if step % PROGRESS_EVERY == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}")
+        loss_total = float(loss_sum)
         elapsed = time.perf_counter() - started
         scheduler.step()
-        if not math.isfinite(loss_sum):
-            raise InputDataError(f"training diverged (loss {loss_sum}) at epoch {epoch}; lower train.lr")
+        if not math.isfinite(loss_total):
+            raise InputDataError(f"training diverged (loss {loss_total}) at epoch {epoch}; lower train.lr")
         row = {
             "epoch": epoch,
             "lr": lr,
-            "train_loss": loss_sum / seen,
-            "train_acc": correct / seen,
+            "train_loss": loss_total / seen,
+            "train_acc": int(correct) / seen,
             "images_per_s": seen / elapsed,
         }
         row.update(_evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype))
-        rows.append(row)
+        # Plain ints and floats: checkpoints are read back with the weights-only loader.
+        rows.append({key: value if isinstance(value, int) else float(value) for key, value in row.items()})
         if recorder is not None:
             recorder.record(epoch + 1)
         logger.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in row.items()}))
         save_checkpoint(
             {
-                "settings": dataclasses.asdict(settings),
+                "identity": identity,
+                "finished": epoch + 1 == settings.epochs,
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -223,14 +256,13 @@ def train_classifier(
         )
     if recorder is not None:
         recorder.save(out_dir / "masks.pt")
-    return _write_results(out_dir, model, classes, settings, rows)
+    summary = _write_results(out_dir, model, classes, settings, rows, provenance=provenance)
+    finish_run(checkpoint_path)
+    return summary
 
 
 def _mask_recorder(model: nn.Module, clean_set, count: int, channels: tuple[int, ...]):
     """A recorder of the model's first Top-K layer on fixed validation images, or None."""
-    from topkshape.models import topk_layers
-    from topkshape.texture.figures import MaskRecorder
-
     layers = topk_layers(model)
     if count <= 0 or not layers:
         return None
@@ -248,9 +280,12 @@ def _evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype) ->
     return result
 
 
-def _write_results(out_dir: Path, model: nn.Module, classes: list[str], settings: TrainSettings, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _write_results(
+    out_dir: Path, model: nn.Module, classes: list[str], settings: TrainSettings, rows: list[dict[str, Any]],
+    *, provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from topkshape.atomic import atomic_file
-    from topkshape.provenance import environment_report
+    from topkshape.provenance import provenance_record
 
     metrics = pd.DataFrame(rows)
     final = rows[-1]
@@ -266,7 +301,7 @@ def _write_results(out_dir: Path, model: nn.Module, classes: list[str], settings
             "stylized_epoch": int(metrics["stylized_acc"].idxmax()),
         },
         "mean_images_per_s": float(metrics["images_per_s"].mean()),
-        "environment": environment_report(),
+        "provenance": provenance_record(provenance),
     }
     with atomic_file(out_dir / "model.pt") as tmp:
         torch.save({"model": model.state_dict(), "classes": classes, "settings": dataclasses.asdict(settings)}, tmp)

@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -70,7 +71,7 @@ def find_imagenet_images(
 
 
 def _list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted; dotfiles (macOS ``._*`` forks) are skipped."""
+    """Image files directly in ``folder``, sorted; hidden entries (macOS ``._*`` forks, ``.ipynb_checkpoints``) are skipped."""
     with os.scandir(folder) as entries:
         return sorted(
             Path(entry.path)
@@ -100,7 +101,8 @@ def _find_val_images(root: Path, wnids: Sequence[str]) -> dict[str, list[Path]]:
     if not val_dir.is_dir():
         raise InputDataError(f"ImageNet val folder not found: {val_dir}")
     with os.scandir(val_dir) as entries:
-        has_class_folders = any(entry.is_dir() for entry in entries)
+        # Hidden folders (.ipynb_checkpoints, .git) are not classes: they must not make a flat val/ look foldered.
+        has_class_folders = any(entry.is_dir() and not entry.name.startswith(".") for entry in entries)
     if has_class_folders:
         return {wnid: _class_folder_images(val_dir, wnid) for wnid in wnids}
 
@@ -277,6 +279,10 @@ def extract_subset(
     counts = Counter(job.split for job, (_, error) in zip(jobs, results) if not error)
     skipped = sum(1 for _, error in results if error)
     logger.info("wrote %d images (%d corrupt skipped) to %s", sum(counts.values()), skipped, out_path)
+    if skipped:
+        # The log holds one line per image; the console gets the count and where they are listed.
+        print(f"topkshape: skipped {skipped} corrupt image(s) for {out_path.name}; "
+              f"listed with status 'corrupt' in {out_path / 'manifest.csv'}", file=sys.stderr)
     return {
         "out_dir": str(out_path),
         "classes": wnid_list,

@@ -9,6 +9,7 @@ stylized validation set and records each image's texture class in ``styles.csv``
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,10 +123,17 @@ def write_cue_conflict_set(
                 spec = RenderSpec(cls, HOME_TEXTURE[texture_class], image_size, _image_seed(seed, "conflict", cls, i))
                 jobs.append((tmp / rel, spec))
                 rows.append({"image": rel, "label": cls, "style": HOME_TEXTURE[texture_class], "texture_label": texture_class})
-        _write_images(jobs, threads, f"render {out_dir.name}", progress)
+        sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "styles.csv", index=False)
         _write_classes(tmp, classes)
+        # What identifies this evaluation set for later jobs (the resume fingerprint reads manifest.json).
+        manifest = {
+            "method": "texture_swap",
+            "settings": {"classes": list(classes), "image_size": image_size, "per_class": per_class, "seed": seed},
+            "files": {row["image"]: sha1 for row, sha1 in zip(rows, sha1s)},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return table
 
 

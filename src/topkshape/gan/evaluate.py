@@ -8,6 +8,7 @@ paper's code does (optimistic: chosen on the set it reports).
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,15 @@ import numpy as np
 from PIL import Image
 
 from topkshape.atomic import atomic_file
-from topkshape.errors import InputDataError
-from topkshape.gan.fidelity import fid_kid, prepare_real_images, register_classifier_extractor
-from topkshape.gan.train import GENERATOR_EMA, SNAPSHOTS, generate_samples, load_generator
+from topkshape.checkpoint import load_torch_file
+from topkshape.errors import ConfigError, InputDataError
+from topkshape.gan.fidelity import (
+    fid_kid,
+    prepare_real_images,
+    register_classifier_extractor,
+)
+from topkshape.gan.sampling import map_real_folder
+from topkshape.gan.train import GENERATOR_EMA, SNAPSHOTS, GanSettings, generate_samples
 
 CLASSIFIER_EXTRACTOR = "topkshape-classifier"
 
@@ -32,6 +39,25 @@ def _candidates(run_dir: Path, selection: str) -> list[Path]:
     return sorted((run_dir / SNAPSHOTS).glob("generator_ema_*.pt")) + [final]
 
 
+def run_settings(generator_path: str | Path) -> GanSettings:
+    """The settings a generator file was trained with (its image size and resize mode among them)."""
+    state = load_torch_file(generator_path, "generator")
+    try:
+        return GanSettings(**state["settings"])
+    except (KeyError, TypeError, ConfigError) as error:
+        raise InputDataError(f"{generator_path} is not a generator_ema.pt written by train_fastgan: {error}") from None
+
+
+def prepare_run_reals(run_dir: str | Path, real_dir: str | Path, out_dir: str | Path) -> Path:
+    """The real images as the run's training saw them: its ``im_size`` and its own ``resize`` mode.
+
+    FID/KID then compare like with like: a generator trained on stretched images is not
+    scored against centre crops (or the other way round).
+    """
+    settings = run_settings(Path(run_dir) / GENERATOR_EMA)
+    return prepare_real_images(real_dir, out_dir, settings.im_size, settings.resize)
+
+
 def evaluate_run(run_dir: str | Path, real_dir: str | Path, options: dict[str, Any], out_json: str | Path, preview_png: str | Path,
                  *, classifier: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Score the run's generator(s), write ``metrics.json`` and a row of 8 samples."""
@@ -41,20 +67,29 @@ def evaluate_run(run_dir: str | Path, real_dir: str | Path, options: dict[str, A
     if extractor == "classifier":
         register_classifier_extractor(CLASSIFIER_EXTRACTOR, classifier)
         extractor, weights = CLASSIFIER_EXTRACTOR, None
-    size = load_generator(run_dir / GENERATOR_EMA).im_size
+    if not (run_dir / GENERATOR_EMA).is_file():
+        raise InputDataError(f"no trained generator at {run_dir / GENERATOR_EMA}")
+    samplings = int(options.get("samplings", 1))
+    sampling = {"batch_size": int(options.get("sample_batch_size", 50)), "generator_mode": options.get("generator_mode", "eval"),
+                "pixel_range": options.get("pixel_range", "full")}
     scores = []
     with tempfile.TemporaryDirectory() as tmp:
-        real = prepare_real_images(real_dir, Path(tmp) / "real", size)
+        real = map_real_folder(prepare_run_reals(run_dir, real_dir, Path(tmp) / "real"), sampling["pixel_range"])
         for path in _candidates(run_dir, options["selection"]):
-            fake = generate_samples(path, options["samples"], Path(tmp) / f"fake_{path.stem}", seed=seed)
-            result = fid_kid(fake, real, kid_subset_size=options["kid_subset_size"], feature_extractor=extractor,
-                             feature_extractor_weights_path=weights)
-            scores.append({"generator": path.relative_to(run_dir).as_posix(), **result})
+            # The paper's evaluator keeps the lowest FID of `samplings` samplings (seeds seed, seed + 1, ...).
+            tries = []
+            for index in range(samplings):
+                fake = generate_samples(path, options["samples"], Path(tmp) / f"fake_{path.stem}_{index}", seed=seed + index, **sampling)
+                tries.append(fid_kid(fake, real, kid_subset_size=options["kid_subset_size"], feature_extractor=extractor,
+                                     feature_extractor_weights_path=weights))
+                shutil.rmtree(fake)
+            scores.append({"generator": path.relative_to(run_dir).as_posix(), **min(tries, key=lambda r: r["fid"])})
         chosen = min(scores, key=lambda s: s["fid"]) if options["selection"] == "best" else scores[-1]
         preview = generate_samples(run_dir / chosen["generator"], 8, Path(tmp) / "preview", seed=seed + 1)
         _write_row(sorted(preview.glob("*.png")), preview_png)
     metrics = {**chosen, "selection": options["selection"], "samples": options["samples"], "kid_subset_size": options["kid_subset_size"],
-               "feature_extractor": options["feature_extractor"], "candidates": scores}
+               "feature_extractor": options["feature_extractor"], "samplings": samplings, "sample_batch_size": sampling["batch_size"],
+               "generator_mode": sampling["generator_mode"], "pixel_range": sampling["pixel_range"], "candidates": scores}
     with atomic_file(out_json) as tmp_json:
         tmp_json.write_text(json.dumps(metrics, indent=2))
     return metrics

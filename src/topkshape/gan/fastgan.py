@@ -15,6 +15,9 @@ as the paper's few-shot code adapts it (Crazy-Jack/nips2023_shape_vs_texture,
   resolution (``feat_32`` in the paper: 5% for jeep/fish/train, 15% for table), after
   its up-block (and after its excitation where one exists), as the paper code's
   ``sparse_layer(32, feat_32)`` does;
+* the output convolutions end in tanh only at 1024 px, as in both references: at 256
+  and 512 px (and at our smaller sizes) the images are unbounded, and sampling clamps
+  them to [-1, 1];
 * discriminator: a full-size path of residual down-blocks to 8x8 with excitation of
   every map by the one 8x smaller in resolution (256->32, 128->16, 64->8 at 256 px), a
   128 px path of plain down-blocks to 8x8, 5x5 patch logits from both, and three
@@ -23,7 +26,6 @@ as the paper's few-shot code adapts it (Crazy-Jack/nips2023_shape_vs_texture,
 
 Deviations, each a choice where the reference has none or cannot run offline:
 
-* Outputs pass through tanh at every size (the reference applies it only at 1024 px).
 * Sizes below 256 px are supported by starting the down-path at the image's own
   resolution (the reference has 256, 512 and 1024 only); for ``im_size <= 128`` the
   generator stops at ``im_size`` and its second output is the main image resized to
@@ -123,7 +125,11 @@ def _up_block_comp(cin: int, cout: int, noise: bool) -> nn.Sequential:
 
 
 class Generator(nn.Module):
-    """FastGAN generator; ``forward(z)`` returns ``[image at im_size, image at 128 px]`` in [-1, 1]."""
+    """FastGAN generator; ``forward(z)`` returns ``[image at im_size, image at 128 px]``.
+
+    Images are meant to lie in [-1, 1], but only the 1024 px generator squashes them with
+    tanh (FastGAN's choice, which the paper's code keeps): below that they are unbounded.
+    """
 
     def __init__(
         self,
@@ -133,6 +139,7 @@ class Generator(nn.Module):
         topk_fraction: float | None = None,
         topk_resolution: int = 32,
         noise_injection: bool = True,
+        topk_ties: str = "keep",
     ) -> None:
         super().__init__()
         self.im_size = check_image_size(im_size)
@@ -148,7 +155,8 @@ class Generator(nn.Module):
             if 64 <= r <= 512:
                 self.add_module(f"se_{r}", SkipLayerExcitation(nfc[r // 16], nfc[r]))
         self.topk_resolution = topk_resolution if topk_fraction is not None else None
-        self.topk = TopK(topk_fraction) if topk_fraction is not None else None
+        self.topk = TopK(topk_fraction, ties=topk_ties) if topk_fraction is not None else None  # type: ignore[arg-type]
+        self.output_tanh = im_size == 1024
         self.to_big = _conv(nfc[im_size], 3, 3, 1, 1)
         self.to_128 = _conv(nfc[SMALL_SIZE], 3, 1) if im_size > SMALL_SIZE else None
 
@@ -161,10 +169,13 @@ class Generator(nn.Module):
             if r == self.topk_resolution:
                 feat = self.topk(feat)
             feats[r] = feat
-        big = torch.tanh(self.to_big(feats[self.im_size]))
+        big = self.to_big(feats[self.im_size])
         if self.to_128 is None:
             return [big, resize_for_discriminator(big, SMALL_SIZE)]
-        return [big, torch.tanh(self.to_128(feats[SMALL_SIZE]))]
+        small = self.to_128(feats[SMALL_SIZE])
+        if self.output_tanh:
+            return [torch.tanh(big), torch.tanh(small)]
+        return [big, small]
 
 
 def _down_block(cin: int, cout: int) -> nn.Sequential:

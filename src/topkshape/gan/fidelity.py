@@ -27,7 +27,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from topkshape.atomic import atomic_directory, atomic_file
 from topkshape.errors import ConfigError, InputDataError
-from topkshape.gan.train import find_images, square_image
+from topkshape.gan.images import find_images, square_image
 
 # torch-fidelity's own file search: the top folder only, these extensions.
 SAMPLE_EXTENSIONS = "png,jpg,jpeg"
@@ -196,24 +196,20 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
 def _load_classifier(model_path: str | Path) -> nn.Module:
     """A Table 1 classifier from its ``model.pt``, with Top-K as it was trained."""
     from topkshape.classify.train import VARIANT_MODES
-    from topkshape.shape_bias.evaluate import load_trained_classifier
+    from topkshape.classify.trained import load_trained_classifier, trained_classifier_state
 
-    settings = _classifier_settings(model_path)
+    state = trained_classifier_state(model_path)
+    settings = state["settings"]
     mode = VARIANT_MODES[settings["variant"]]
     fraction = settings["topk_fraction"] if mode else None
-    model, _ = load_trained_classifier(model_path, fraction, mode or "topk")
+    model, _ = load_trained_classifier(model_path, fraction, mode or "topk", state=state)
     return model
 
 
 def _classifier_settings(model_path: str | Path) -> dict[str, Any]:
-    path = Path(model_path)
-    if not path.is_file():
-        raise InputDataError(f"trained model not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    settings = state.get("settings") if isinstance(state, dict) else None
-    if not isinstance(settings, dict) or not {"arch", "variant", "topk_fraction", "image_size"} <= settings.keys():
-        raise InputDataError(f"{path} is not a model.pt written by topkshape.classify.train")
-    return settings
+    from topkshape.classify.trained import trained_classifier_state
+
+    return trained_classifier_state(model_path)["settings"]
 
 
 def register_classifier_extractor(name: str, model_path: str | Path) -> type[ClassifierFeatureExtractor]:

@@ -13,17 +13,21 @@ The loop follows FastGAN's ``train.py`` as the paper's code runs it
   sampling; its buffers (BatchNorm statistics, spectral-norm vectors) follow the
   trained generator's.
 
-Offline substitutions: the reference's reconstruction loss is LPIPS (VGG weights that
-need a download); here it is a pixel loss, ``recon_loss="l1"`` or ``"mse"`` (mean per
-image, summed over the batch).
+Reconstruction loss: ``recon_loss="lpips"`` is the reference's (LPIPS VGG,
+:mod:`topkshape.gan.perceptual`; torchvision's VGG-16 weights must be in place);
+``"l1"``/``"mse"`` (mean per image, summed over the batch) need no pretrained weights.
+
+FID during training and the reference's rollback on stalled FID: the ``evaluate``
+argument of :func:`train_fastgan` and ``settings.rollback`` (:mod:`topkshape.gan.rollback`).
 
 Resuming: ``out_dir/checkpoint.pt`` (both networks, the EMA generator, both
-optimizers, the iteration, RNG states, settings, losses) is replaced atomically every
-``checkpoint_every`` iterations and at the end. Every random generator is re-seeded
-from ``(seed, iteration)`` at each checkpoint boundary and the data order is a pure
-function of ``(seed, iteration)``, so on the CPU (with the same thread count: float
-sums depend on it) a run killed at any moment and restarted ends with the same
-weights as one never interrupted.
+optimizers, the iteration and the steps run, RNG states, settings, losses, the FID
+scores with the best state) is replaced atomically every ``checkpoint_every`` steps and
+at the end. Every random generator is re-seeded from ``(seed, step)`` at each checkpoint
+boundary and the data order is a pure function of ``(seed, step)``, so on the CPU (with
+the same thread count: float sums depend on it, and a deterministic ``evaluate``) a run
+killed at any moment and restarted ends with the same weights as one never interrupted.
+Without a rollback ``step`` equals the iteration.
 """
 
 from __future__ import annotations
@@ -35,24 +39,46 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from topkshape.atomic import atomic_directory, atomic_file
-from topkshape.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint, seed_everything
+from topkshape.atomic import atomic_file
+from topkshape.checkpoint import (
+    dataset_identity,
+    finish_run,
+    restore_rng_states,
+    resumable_state,
+    rng_states,
+    save_checkpoint,
+    seed_everything,
+)
 from topkshape.errors import ConfigError, InputDataError
-from topkshape.gan.diffaug import diff_augment, parse_policy
-from topkshape.gan.fastgan import IMAGE_SIZES, SMALL_SIZE, Discriminator, Generator, crop_quadrant
-from topkshape.ops import check_fraction
+from topkshape.gan.diffaug import diff_augment
+from topkshape.gan.fastgan import SMALL_SIZE, Discriminator, Generator, crop_quadrant
+from topkshape.gan.images import (  # noqa: F401 (re-exported)
+    IMAGE_EXTENSIONS,
+    find_images,
+    load_training_images,
+    square_image,
+)
+from topkshape.gan.perceptual import LpipsVgg
+from topkshape.gan.rollback import Evaluate, cpu_copy, perturb_parameters
+from topkshape.gan.sampling import generate_samples, load_generator  # noqa: F401 (re-exported)
+from topkshape.gan.settings import (  # noqa: F401 (re-exported)
+    RECON_LOSSES,
+    RESIZE_MODES,
+    GanSettings,
+    RollbackSettings,
+    build_generator,
+)
+from topkshape.mask_recording import MaskRecorder
+from topkshape.models import topk_layers
 
 logger = logging.getLogger(__name__)
 
@@ -60,116 +86,10 @@ CHECKPOINT = "checkpoint.pt"
 GENERATOR_EMA = "generator_ema.pt"
 LOSSES = "losses.csv"
 SNAPSHOTS = "snapshots"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-RECON_LOSSES = ("l1", "mse")
-RESIZE_MODES = ("center_crop", "stretch")
-LOSS_COLUMNS = ("iteration", "loss_d", "loss_g", "recon", "images_per_s")
-
-
-@dataclass(frozen=True)
-class GanSettings:
-    """Everything that determines a FastGAN run's result.
-
-    ``resize``: ``"center_crop"`` (shorter side to ``im_size``, then the centre) or
-    ``"stretch"`` (both sides to ``im_size``, the reference's ``Resize((s, s))``).
-    ``noise_injection=False`` matches the paper's code, whose noise injection is a no-op.
-    ``snapshot_every`` > 0 also keeps the EMA generator of every such iteration under
-    ``snapshots/`` (the paper reports the best FID over the run, measured every 1,000).
-    ``log_every``: iterations averaged into one row of ``losses.csv``.
-    """
-
-    im_size: int = 256
-    nz: int = 256
-    ngf: int = 64
-    ndf: int = 64
-    batch_size: int = 8
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999
-    iterations: int = 50_000
-    policy: str = "color,translation"
-    topk_fraction: float | None = None
-    topk_resolution: int = 32
-    noise_injection: bool = True
-    recon_loss: str = "l1"
-    resize: str = "center_crop"
-    checkpoint_every: int = 1000
-    snapshot_every: int = 0
-    log_every: int = 100
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.im_size not in IMAGE_SIZES:
-            raise ConfigError(f"im_size must be one of {IMAGE_SIZES}, got {self.im_size!r}")
-        for name in ("nz", "ngf", "ndf", "batch_size", "iterations", "checkpoint_every", "log_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.snapshot_every, bool) or not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
-            raise ConfigError(f"snapshot_every must be 0 (off) or a positive integer, got {self.snapshot_every!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.recon_loss not in RECON_LOSSES:
-            raise ConfigError(f"recon_loss must be one of {RECON_LOSSES} (LPIPS needs downloaded VGG weights), got {self.recon_loss!r}")
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
-        parse_policy(self.policy)
-        if self.topk_fraction is not None:
-            try:
-                check_fraction(self.topk_fraction)
-            except ValueError as error:
-                raise ConfigError(f"topk_fraction: {error}") from None
-            allowed = [8 * 2**i for i in range(self.im_size.bit_length() - 3)]  # 8 .. im_size
-            if self.topk_resolution not in allowed:
-                raise ConfigError(f"topk_resolution must be one of {allowed} for im_size {self.im_size}, got {self.topk_resolution!r}")
-
-
-def build_generator(settings: GanSettings) -> Generator:
-    return Generator(
-        ngf=settings.ngf,
-        nz=settings.nz,
-        im_size=settings.im_size,
-        topk_fraction=settings.topk_fraction,
-        topk_resolution=settings.topk_resolution,
-        noise_injection=settings.noise_injection,
-    )
-
-
-def find_images(image_dir: str | Path) -> list[Path]:
-    """PNG and JPEG files under ``image_dir`` (recursively), sorted; InputDataError if none."""
-    root = Path(image_dir)
-    if not root.is_dir():
-        raise InputDataError(f"image folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise InputDataError(f"no PNG or JPEG images under {root}")
-    return paths
-
-
-def square_image(path: str | Path, size: int, resize: str = "center_crop") -> Image.Image:
-    """RGB image of ``size`` x ``size``: shorter side scaled then centre-cropped, or stretched."""
-    if resize not in RESIZE_MODES:
-        raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-    except OSError as error:
-        raise InputDataError(f"cannot read image {path}: {error}") from None
-    if resize == "stretch":
-        return image.resize((size, size), Image.Resampling.BICUBIC)
-    width, height = image.size
-    scale = size / min(width, height)
-    scaled = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
-    left = (scaled.width - size) // 2
-    top = (scaled.height - size) // 2
-    return scaled.crop((left, top, left + size, top + size))
-
-
-def load_training_images(image_dir: str | Path, size: int, resize: str = "center_crop") -> Tensor:
-    """All images under ``image_dir`` as one uint8 ``(N, 3, size, size)`` tensor (few-shot sets are small)."""
-    arrays = [np.asarray(square_image(p, size, resize)) for p in find_images(image_dir)]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+EVALUATIONS = "evaluations.csv"
+GENERATOR_EMA_BEST = "generator_ema_best.pt"
+LOSS_COLUMNS = ("iteration", "loss_d", "loss_g", "recon", "images_per_s", "step")
+EVALUATION_COLUMNS = ("step", "iteration", "fid", "best_fid", "rolled_back_to")
 
 
 def _block_seed(seed: int, iteration: int) -> int:
@@ -203,14 +123,26 @@ def _real_batch(images: Tensor, settings: GanSettings, iteration: int) -> Tensor
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
 
 
-def _reconstruction_loss(reconstructions: tuple[Tensor, Tensor, Tensor], real: Tensor, part: int, kind: str) -> Tensor:
+def _reconstruction_loss(reconstructions: tuple[Tensor, Tensor, Tensor], real: Tensor, part: int, kind: str,
+                         perceptual: nn.Module | None = None) -> Tensor:
+    """The three decoders' loss against the (augmented) real batch at 128 px, summed over the batch.
+
+    ``"lpips"``: one LPIPS distance per image (``perceptual``), as the reference's
+    ``percept(rec, target).sum()``; ``"l1"``/``"mse"``: the mean per image instead.
+    """
     rec_big, rec_small, rec_part = reconstructions
     whole = F.interpolate(real, size=SMALL_SIZE)
     quadrant = F.interpolate(crop_quadrant(real, part), size=SMALL_SIZE)
-    loss = F.l1_loss if kind == "l1" else F.mse_loss
     total = real.new_zeros(())
     for rec, target in ((rec_big, whole), (rec_small, whole), (rec_part, quadrant)):
-        total = total + loss(rec, target, reduction="none").flatten(1).mean(1).sum()
+        if kind == "lpips":
+            if perceptual is None:
+                raise ValueError("recon_loss lpips needs the LPIPS network")
+            per_image = perceptual(rec, target)
+        else:
+            loss = F.l1_loss if kind == "l1" else F.mse_loss
+            per_image = loss(rec, target, reduction="none").flatten(1).mean(1)
+        total = total + per_image.sum()
     return total
 
 
@@ -221,6 +153,7 @@ def _train_step(
     optimizer_d: torch.optim.Optimizer,
     real: Tensor,
     settings: GanSettings,
+    perceptual: nn.Module | None = None,
 ) -> dict[str, float]:
     """One FastGAN iteration: a discriminator step, then a generator step."""
     noise = torch.randn(real.shape[0], settings.nz).to(real.device)
@@ -231,7 +164,7 @@ def _train_step(
     optimizer_d.zero_grad(set_to_none=True)
     logits_real, reconstructions, part = discriminator(real, "real")
     loss_real = F.relu(torch.rand_like(logits_real) * 0.2 + 0.8 - logits_real).mean()
-    recon = _reconstruction_loss(reconstructions, real, part, settings.recon_loss)
+    recon = _reconstruction_loss(reconstructions, real, part, settings.recon_loss, perceptual)
     (loss_real + recon).backward()
     logits_fake = discriminator([fake.detach() for fake in fakes], "fake")
     loss_fake = F.relu(torch.rand_like(logits_fake) * 0.2 + 0.8 + logits_fake).mean()
@@ -273,6 +206,7 @@ def train_fastgan(
     threads: int | None = None,
     mask_latents: int = 0,
     mask_channels: tuple[int, ...] = (0, 1, 2, 3),
+    evaluate: Evaluate | None = None,
 ) -> dict[str, Any]:
     """Train, then write ``generator_ema.pt`` (state dict + settings) and ``losses.csv``.
 
@@ -280,15 +214,27 @@ def train_fastgan(
     many fixed latent codes (channels ``mask_channels``) are recorded at iteration 0 and at
     every checkpoint into ``masks.pt`` (the GAN's mask dynamics, Figure 8).
 
-    Resumes from ``out_dir/checkpoint.pt`` when it exists and was written with the same
-    settings; a checkpoint of other settings is an InputDataError (delete it to restart).
+    ``evaluate(generator_ema, iteration) -> float`` (an FID: lower is better), when given,
+    scores the EMA generator every ``settings.eval_every`` iterations and at the end, in
+    an RNG context of its own; the scores go to ``evaluations.csv`` and the best EMA
+    generator to ``generator_ema_best.pt``. ``settings.rollback`` (which needs it) then
+    acts as the paper code's rollback (:mod:`topkshape.gan.rollback`): the iteration can go
+    back, so ``step`` (iterations actually run) may exceed ``settings.iterations``.
+
+    Resumes from ``out_dir/checkpoint.pt`` only when it is an unfinished checkpoint of this
+    very run (same settings, same images); otherwise starts at iteration 0 and logs why in
+    one line. A finished run removes its checkpoint, so a forced rerun trains from scratch.
     Returns a summary: settings, iterations, the last losses row, mean images/s.
     """
     out_dir = Path(out_dir)
+    if settings.rollback.enabled and evaluate is None:
+        raise ConfigError("gan.rollback needs FID during training: pass train_fastgan an evaluate callback, or set rollback.enabled: false")
     images = load_training_images(image_dir, settings.im_size, settings.resize)
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    devices = [dev] if dev.type == "cuda" else []
+    perceptual = LpipsVgg().to(dev) if settings.recon_loss == "lpips" else None
 
     seed_everything(settings.seed)
     generator = build_generator(settings).to(dev)
@@ -297,24 +243,29 @@ def train_fastgan(
     betas = (settings.beta1, settings.beta2)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=betas)
+    networks = {"generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
+                "optimizer_g": optimizer_g, "optimizer_d": optimizer_d}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT
     start, rows, window = 0, [], _new_window()
-    state = load_checkpoint(checkpoint_path, map_location=dev)
+    identity = {
+        "settings": dataclasses.asdict(settings),
+        "data": dataset_identity(image_dir),
+        "mask_recording": {"latents": mask_latents, "channels": list(mask_channels)},
+        "fid_during_training": evaluate is not None,
+    }
+    scores: dict[str, Any] = {"best": None, "stalled": 0, "rollbacks": 0, "evaluations": []}
+    step = 0
+    state = resumable_state(checkpoint_path, identity, map_location=dev)
     if state is not None:
-        if state["settings"] != dataclasses.asdict(settings):
-            raise InputDataError(f"checkpoint {checkpoint_path} was written with other settings; delete it to start over")
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        generator_ema.load_state_dict(state["generator_ema"])
-        optimizer_g.load_state_dict(state["optimizer_g"])
-        optimizer_d.load_state_dict(state["optimizer_d"])
+        for name, network in networks.items():
+            network.load_state_dict(state[name])
         restore_rng_states(state["rng"])
-        start, rows, window = state["iteration"], state["losses"], state["window"]
+        start, rows, window = state["iteration"], list(state["losses"]), dict(state["window"])
+        step = state["step"]
+        scores = {**cpu_copy(state["scores"]), "evaluations": list(state["scores"]["evaluations"])}
         logger.info("resuming from %s at iteration %d", checkpoint_path, start)
-    else:
-        logger.info("starting at iteration 0 (no checkpoint at %s)", checkpoint_path)
 
     recorder = _mask_recorder(generator, settings, mask_latents, mask_channels)
     if recorder is not None:
@@ -323,13 +274,16 @@ def train_fastgan(
             recorder.record(0)
     generator.train()
     discriminator.train()
-    bar = tqdm(range(start, settings.iterations), initial=start, total=settings.iterations, desc="FastGAN", disable=None if progress else True)
-    for iteration in bar:
-        if iteration % settings.checkpoint_every == 0:
-            seed_everything(_block_seed(settings.seed, iteration))
+    iteration = start
+    bar = tqdm(total=settings.iterations, initial=start, desc="FastGAN", disable=None if progress else True)
+    while iteration < settings.iterations:
+        # Randomness is a function of the steps run (not of the iteration, which a rollback
+        # sets back), so a resumed run and a rolled-back one both draw fresh batches.
+        if step % settings.checkpoint_every == 0:
+            seed_everything(_block_seed(settings.seed, step))
         started = time.perf_counter()
-        real = _real_batch(images, settings, iteration).to(dev, non_blocking=True)
-        losses = _train_step(generator, discriminator, optimizer_g, optimizer_d, real, settings)
+        real = _real_batch(images, settings, step).to(dev, non_blocking=True)
+        losses = _train_step(generator, discriminator, optimizer_g, optimizer_d, real, settings, perceptual)
         _update_ema(generator_ema, generator, settings.ema_decay)
         if not all(math.isfinite(v) for v in losses.values()):
             raise InputDataError(f"training diverged at iteration {iteration}: {losses}; lower lr")
@@ -340,36 +294,51 @@ def train_fastgan(
         window["count"] += 1
         window["images"] += len(real)
         window["seconds"] += time.perf_counter() - started
-        done = iteration + 1
-        if done % settings.log_every == 0 or done == settings.iterations:
+        step += 1
+        iteration += 1
+        bar.update(1)
+        if iteration % settings.log_every == 0 or iteration == settings.iterations:
             count = window["count"]
             rows.append({
-                "iteration": done,
+                "iteration": iteration,
                 "loss_d": window["loss_d"] / count,
                 "loss_g": window["loss_g"] / count,
                 "recon": window["recon"] / count,
                 "images_per_s": window["images"] / max(window["seconds"], 1e-9),
+                "step": step,
             })
             window = _new_window()
             bar.set_postfix(loss_d=f"{rows[-1]['loss_d']:.3f}", loss_g=f"{rows[-1]['loss_g']:.3f}")
-        if settings.snapshot_every and done % settings.snapshot_every == 0:
-            _save_generator(out_dir / SNAPSHOTS / f"generator_ema_{done:07d}.pt", generator_ema, settings)
-        if done % settings.checkpoint_every == 0 or done == settings.iterations:
+        if settings.snapshot_every and step % settings.snapshot_every == 0:
+            _save_generator(out_dir / SNAPSHOTS / f"generator_ema_{step:07d}.pt", generator_ema, settings)
+        if evaluate is not None and (iteration % settings.eval_every == 0 or iteration == settings.iterations):
+            with torch.random.fork_rng(devices=devices):
+                fid = float(evaluate(generator_ema, iteration))
+            row = _score(scores, fid, iteration, step, networks)
+            if _stalled(scores, settings):
+                iteration = _roll_back(scores, networks, settings, step)
+                row["rolled_back_to"] = iteration
+                bar.n = iteration
+                bar.refresh()
+                logger.info("FID stalled for %d evaluations: back to iteration %d (best FID %.4g), generator perturbed by %g",
+                            settings.rollback.patience, iteration, scores["best"]["fid"], settings.rollback.eps_g)
+            scores["evaluations"].append(row)
+        finished = iteration >= settings.iterations
+        if step % settings.checkpoint_every == 0 or finished:
             if recorder is not None:
-                recorder.record(done)
+                recorder.record(step)
             save_checkpoint(
                 {
-                    "settings": dataclasses.asdict(settings),
-                    "iteration": done,
-                    "generator": generator.state_dict(),
-                    "discriminator": discriminator.state_dict(),
-                    "generator_ema": generator_ema.state_dict(),
-                    "optimizer_g": optimizer_g.state_dict(),
-                    "optimizer_d": optimizer_d.state_dict(),
+                    "identity": identity,
+                    "finished": finished,
+                    "iteration": iteration,
+                    "step": step,
+                    **{name: network.state_dict() for name, network in networks.items()},
                     "rng": rng_states(),
                     "losses": rows,
                     "window": window,
                     "masks": recorder.masks if recorder is not None else {},
+                    "scores": scores,
                 },
                 checkpoint_path,
             )
@@ -377,88 +346,79 @@ def train_fastgan(
 
     if recorder is not None:
         recorder.save(out_dir / "masks.pt")
+    if evaluate is not None:
+        _write_evaluations(out_dir, scores, settings)
     _save_generator(out_dir / GENERATOR_EMA, generator_ema, settings)
-    with atomic_file(out_dir / LOSSES) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOSS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    with atomic_file(out_dir / LOSSES) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOSS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    finish_run(checkpoint_path)
+    best = scores["best"]
     return {
         "settings": dataclasses.asdict(settings),
         "iterations": settings.iterations,
+        "steps": step,
         "images": len(images),
         "final": rows[-1] if rows else None,
         "mean_images_per_s": sum(r["images_per_s"] for r in rows) / len(rows) if rows else None,
+        "best_fid": best["fid"] if best else None,
+        "best_iteration": best["iteration"] if best else None,
+        "rollbacks": scores["rollbacks"],
     }
+
+
+def _score(scores: dict[str, Any], fid: float, iteration: int, step: int, networks: dict[str, Any]) -> dict[str, Any]:
+    """Record one evaluation; a strictly lower finite FID (the reference's test) becomes the best state."""
+    best = scores["best"]
+    if math.isfinite(fid) and (best is None or fid < best["fid"]):
+        scores["best"] = {"fid": fid, "iteration": iteration, "step": step,
+                          **{name: cpu_copy(network.state_dict()) for name, network in networks.items()}}
+        scores["stalled"] = 0
+    else:
+        scores["stalled"] += 1
+    best_fid = scores["best"]["fid"] if scores["best"] is not None else ""
+    return {"step": step, "iteration": iteration, "fid": fid, "best_fid": best_fid, "rolled_back_to": ""}
+
+
+def _stalled(scores: dict[str, Any], settings: GanSettings) -> bool:
+    rollback = settings.rollback
+    if not rollback.enabled or scores["best"] is None or scores["stalled"] < rollback.patience:
+        return False
+    return rollback.max_rollbacks is None or scores["rollbacks"] < rollback.max_rollbacks
+
+
+def _roll_back(scores: dict[str, Any], networks: dict[str, Any], settings: GanSettings, step: int) -> int:
+    """Reload the best state, perturb the networks as configured; return the best's iteration."""
+    best = scores["best"]
+    for name, network in networks.items():
+        network.load_state_dict(best[name])
+    noise = torch.Generator().manual_seed(_block_seed(settings.seed, step) + 104_729)
+    perturb_parameters(networks["generator"], settings.rollback.eps_g, noise)
+    perturb_parameters(networks["discriminator"], settings.rollback.eps_d, noise)
+    scores["stalled"] = 0
+    scores["rollbacks"] += 1
+    return int(best["iteration"])
+
+
+def _write_evaluations(out_dir: Path, scores: dict[str, Any], settings: GanSettings) -> None:
+    with atomic_file(out_dir / EVALUATIONS) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EVALUATION_COLUMNS)
+        writer.writeheader()
+        writer.writerows(scores["evaluations"])
+    if scores["best"] is not None:
+        best_ema = build_generator(settings)
+        best_ema.load_state_dict(scores["best"]["generator_ema"])
+        _save_generator(out_dir / GENERATOR_EMA_BEST, best_ema, settings)
 
 
 def _mask_recorder(generator: nn.Module, settings: GanSettings, count: int, channels: tuple[int, ...]):
     """A recorder of the generator's Top-K layer on fixed latent codes, or None."""
-    from topkshape.models import topk_layers
-    from topkshape.texture.figures import MaskRecorder
-
     layers = topk_layers(generator)
     if count <= 0 or not layers:
         return None
     latents = torch.randn(count, settings.nz, generator=torch.Generator().manual_seed(settings.seed + 7919))
     return MaskRecorder(generator, next(iter(layers)), latents, list(channels))
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """The EMA generator of a ``generator_ema.pt`` (or snapshot), in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputDataError(f"generator not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        settings = GanSettings(**state["settings"])
-        generator = build_generator(settings)
-        generator.load_state_dict(state["generator"])
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise InputDataError(f"{path} is not a generator_ema.pt written by train_fastgan: {error}") from None
-    return generator.to(device).eval()
-
-
-def generate_samples(
-    generator_or_path: nn.Module | str | Path,
-    n: int,
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    batch_size: int = 50,
-    device: str | None = None,
-) -> Path:
-    """Write ``n`` generated images as ``00000.png`` ... (uint8 RGB at the generator's size).
-
-    The latent codes are drawn on the CPU from ``seed`` (device-independent); the
-    generator runs in eval mode. With noise injection on, its noise is drawn per batch,
-    so the images depend on ``batch_size`` too. The folder appears complete or not at all.
-    """
-    if n < 1 or batch_size < 1:
-        raise ConfigError(f"n and batch_size must be positive, got n={n}, batch_size={batch_size}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if isinstance(generator_or_path, nn.Module):
-        generator = generator_or_path
-    else:
-        generator = load_generator(generator_or_path)
-    was_training = generator.training
-    original_device = next(generator.parameters()).device
-    generator.to(dev).eval()
-    devices = [dev] if dev.type == "cuda" else []
-    try:
-        with atomic_directory(out_dir) as tmp, torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
-            latent = torch.Generator().manual_seed(seed)
-            for start in range(0, n, batch_size):
-                count = min(batch_size, n - start)
-                z = torch.randn(count, generator.nz, generator=latent).to(dev)
-                images = generator(z)[0]
-                pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-                for offset, array in enumerate(pixels):
-                    Image.fromarray(array).save(tmp / f"{start + offset:05d}.png")
-    finally:
-        generator.to(original_device).train(was_training)
-    return Path(out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -467,10 +427,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("image_dir")
     parser.add_argument("out_dir")
     defaults = GanSettings()
-    for field in dataclasses.fields(GanSettings):
-        default = getattr(defaults, field.name)
-        flag = f"--{field.name.replace('_', '-')}"
-        if field.name == "topk_fraction":
+    # No FID scorer on the command line, so no rollback (it needs one): that field stays off.
+    names = [f.name for f in dataclasses.fields(GanSettings) if f.name != "rollback"]
+    for name in names:
+        default = getattr(defaults, name)
+        flag = f"--{name.replace('_', '-')}"
+        if name == "topk_fraction":
             parser.add_argument(flag, type=float, default=None)
         elif isinstance(default, bool):
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
@@ -481,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = GanSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GanSettings)})
+    settings = GanSettings(**{name: getattr(args, name) for name in names})
     train_fastgan(args.image_dir, args.out_dir, settings, device=args.device, progress=not args.no_progress, threads=args.threads)
 
 

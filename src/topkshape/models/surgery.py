@@ -16,18 +16,19 @@ from typing import Literal
 
 from torch import nn
 
-from topkshape.ops import TopK, TopKMeanReplace, check_fraction
+from topkshape.ops import Ties, TopK, TopKMeanReplace, check_fraction, check_ties
 
 Mode = Literal["topk", "non_topk", "mean_replace"]
 MODES: tuple[str, ...] = ("topk", "non_topk", "mean_replace")
 
 
-def make_topk_layer(fraction: float, mode: Mode = "topk") -> nn.Module:
-    """The Top-K layer for ``mode``: Eq. 1, its complement, or Eq. 2."""
+def make_topk_layer(fraction: float, mode: Mode = "topk", ties: Ties = "keep") -> nn.Module:
+    """The Top-K layer for ``mode``: Eq. 1, its complement, or Eq. 2, with tie rule ``ties``."""
+    check_ties(ties)
     if mode == "mean_replace":
-        return TopKMeanReplace(fraction)
+        return TopKMeanReplace(fraction, ties=ties)
     if mode in ("topk", "non_topk"):
-        return TopK(fraction, keep=mode)
+        return TopK(fraction, keep=mode, ties=ties)
     raise ValueError(f"Top-K mode must be one of {MODES}, got {mode!r}")
 
 
@@ -54,13 +55,16 @@ def insert_topk(
     *,
     fraction: float | None = None,
     mode: Mode = "topk",
+    ties: Ties = "keep",
 ) -> nn.Module:
     """Put a Top-K layer after each named submodule; returns ``model`` (modified in place).
 
     ``spec`` is ``{"layer2": 0.2}`` or ``["features.2", "features.5"]`` with
     ``fraction=``. Names are those of ``model.named_modules()``; an unknown name
-    raises ValueError listing the valid ones nearby.
+    raises ValueError listing the valid ones nearby. ``ties`` (``"keep"`` or
+    ``"exact"``, see :mod:`topkshape.ops`) goes to every inserted layer.
     """
+    check_ties(ties)
     targets = _resolve_spec(spec, fraction)
     modules = dict(model.named_modules())
     for name in targets:
@@ -69,7 +73,7 @@ def insert_topk(
             raise ValueError(f"no submodule named {name!r} in {type(model).__name__} (some names: {known})")
     # Work from the last target backwards so earlier insertions do not move later ones.
     for name, frac in reversed(list(targets.items())):
-        layer = make_topk_layer(frac, mode)
+        layer = make_topk_layer(frac, mode, ties)
         parent_name, child = _split(name)
         parent = model.get_submodule(parent_name) if parent_name else model
         target = parent.get_submodule(child)

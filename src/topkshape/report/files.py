@@ -30,3 +30,15 @@ def write_table_files(table: pd.DataFrame, keys: Sequence[str], markdown: str, l
     }
     with atomic_file(Path(out["json"])) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def stamp_provenance(json_path: str | Path, record: dict[str, Any]) -> None:
+    """Add ``provenance`` (config values, git commit, packages, device) to a table's json.
+
+    The json stays a DVC metrics file: the record sits under one key beside the metrics.
+    """
+    path = Path(json_path)
+    data = json.loads(path.read_text())
+    data["provenance"] = record
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))

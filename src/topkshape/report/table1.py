@@ -111,6 +111,11 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.1f} ± {std:.1f}" if not np.isnan(std) else f"{mean:.1f} (n={n})"
 
 
+def _number(value: float, spec: str) -> str:
+    """A dash where there is no value (a comparison with fewer than two runs on a side)."""
+    return "–" if np.isnan(value) else format(value, spec)
+
+
 def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
     subsets = sorted(table.subset.unique())
     lines = [f"# {title}", ""]
@@ -135,7 +140,7 @@ def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
                     cells.append(_cell(r["mean"], r["std"], int(r["n"])))
                     if with_paper:
                         cells.append(_cell(r.paper_mean, r.paper_std, 3))
-                        cells.append("–" if np.isnan(r.difference) else f"{r.difference:+.1f}")
+                        cells.append(_number(r.difference, "+.1f"))
             if len(cells) > 1:
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -147,7 +152,7 @@ def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
         block("Cue-conflict decisions at the final epoch (shape bias and texture-choice rate, %)", {"shape_bias": "shape bias %", "texture_rate": "texture %"}, False)
     lines += ["## Welch t-test on the stylized sets (final epoch)", "", "| subset | comparison | Δ acc. | t | p | runs |", "|---|---|---|---|---|---|"]
     for r in tests.itertuples():
-        lines.append(f"| {r.subset} | {r.comparison} | {r.difference:+.1f} | {r.t:.2f} | {r.p:.3g} | {r.n} |")
+        lines.append(f"| {r.subset} | {r.comparison} | {_number(r.difference, '+.1f')} | {_number(r.t, '.2f')} | {_number(r.p, '.3g')} | {r.n} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@
 Per file (or pooled files): the texture category comes from the image name (last
 ``_`` field, extension dropped, the part after the last ``-``, digits removed); rows
 whose shape category equals the texture category carry no conflict and are dropped
-from the counts, but the fractions are taken over *all* rows, as the toolbox does:
+from the counts, but the fractions are taken over *all* rows, as the toolbox does
+(``modelvshuman/plotting/analyses.py``, ``ShapeBias.analysis``):
 
     fraction_correct_shape   = #(response == shape)   / #rows
     fraction_correct_texture = #(response == texture) / #rows
@@ -11,19 +12,76 @@ from the counts, but the fractions are taken over *all* rows, as the toolbox doe
 
 Per category: the same on the rows of each shape category (its per-class plot).
 A category with no shape and no texture decision has no shape bias (NaN).
+
+The toolbox trusts its files; a file with another category set or image names without
+a texture part still gives a number, a wrong one. ``read_raw_csv`` therefore checks
+every row against the file's naming scheme and category set (``raw_csv_problems``) and
+fails naming the file, line and value, or skips such rows when asked and says how many.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from topkshape.data.shapes import SHAPES
 from topkshape.errors import InputDataError
 
+logger = logging.getLogger(__name__)
+
 RAW_COLUMNS = ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+CHECKED_COLUMNS = ("object_response", "category", "imagename")
+# The 16 categories of the cue-conflict benchmark (the keys of decisions.sixteen_class_indices).
+SIXTEEN_CATEGORIES = frozenset({
+    "airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat",
+    "chair", "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck",
+})
+# model-vs-human's code for a human observer who gave no answer in time.
+NO_RESPONSE = "na"
+
+
+@dataclass(frozen=True)
+class NamingScheme:
+    """How a set of stimuli names its images, and which categories its files may hold."""
+
+    name: str
+    pattern: re.Pattern[str]
+    example: str
+    categories: frozenset[str]
+    # True: responses and textures come from the file's own categories (a trained
+    # classifier answers among its own classes); False: from ``categories``.
+    own_categories: bool
+
+
+SCHEMES = (
+    # Geirhos et al.'s stimuli '<shape><n>-<texture><m>.png'; human sessions prefix '<...>_'.
+    NamingScheme("model-vs-human", re.compile(r"^(?:.*_)?(?P<shape>[a-z]+)\d+-(?P<texture>[a-z]+)\d+\.(?i:png|jpe?g)$"),
+                 "<shape><n>-<texture><m>.png", SIXTEEN_CATEGORIES, own_categories=False),
+    # The embedded default's generated cue-conflict sets (data/synthetic.py).
+    NamingScheme("generated", re.compile(r"^(?P<shape>[a-z]+)_\d+-(?P<texture>[a-z]+)\.(?i:png|jpe?g)$"),
+                 "<shape>_<i>-<texture>.png", frozenset(SHAPES), own_categories=True),
+)
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One row that cannot be scored: where it is and what is wrong."""
+
+    path: Path
+    line: int
+    column: str
+    value: object
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} line {self.line}: {self.column} {self.value!r} {self.reason}"
 
 
 def texture_category(imagename: str) -> str:
@@ -33,23 +91,125 @@ def texture_category(imagename: str) -> str:
     return "".join(ch for ch in stem.split("-")[-1] if not ch.isdigit())
 
 
-def read_raw_csv(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """One or more raw decision files, concatenated; a missing column is an error naming the file."""
+def _scheme_of(names: pd.Series) -> NamingScheme | None:
+    """The scheme of the first image name that follows one."""
+    for name in names:
+        if isinstance(name, str):
+            for scheme in SCHEMES:
+                if scheme.pattern.match(name):
+                    return scheme
+    return None
+
+
+def raw_csv_problems(frame: pd.DataFrame, path: str | Path) -> list[RowProblem]:
+    """Every row whose image name, category or response the analysis cannot score right.
+
+    The file's naming scheme (model-vs-human's or the generated sets') is the one its
+    first well-formed image name follows; every row must then follow it, with a shape
+    part equal to ``category``, and category, texture and response in the scheme's set
+    (for generated sets: the file's own categories, each a known shape). Lines count
+    the header as line 1.
+    """
+    path = Path(path)
+    scheme = _scheme_of(frame["imagename"])
+    lines = [int(index) + 2 for index in frame.index]
+    if scheme is None:
+        names = " or ".join(f"{s.name}'s {s.example!r}" for s in SCHEMES)
+        return [RowProblem(path, line, "imagename", name, f"follows neither {names}")
+                for line, name in zip(lines, frame["imagename"])]
+    known = scheme.categories
+    if scheme.own_categories:
+        allowed = frozenset(c for c in frame["category"] if isinstance(c, str)) & known
+        what = f"one of this file's categories {sorted(allowed)}"
+    else:
+        allowed, what = known, f"one of the {len(known)} {scheme.name} categories"
+    problems: list[RowProblem] = []
+    for line, name, category, response in zip(lines, frame["imagename"], frame["category"], frame["object_response"]):
+        match = scheme.pattern.match(name) if isinstance(name, str) else None
+        if match is None:
+            problem = ("imagename", name, f"does not follow {scheme.name}'s {scheme.example!r} as the file's other names do")
+        elif not isinstance(category, str) or category not in known:
+            problem = ("category", category, f"is not one of the {len(known)} {scheme.name} categories")
+        elif match["shape"] != category:
+            problem = ("category", category, f"differs from the shape {match['shape']!r} in the image name {name!r}")
+        elif match["texture"] not in allowed:
+            problem = ("imagename", name, f"has texture {match['texture']!r}, which is not {what}")
+        elif not isinstance(response, str) or (response not in allowed and response != NO_RESPONSE):
+            problem = ("object_response", response, f"is not {what} (or {NO_RESPONSE!r}, no response)")
+        else:
+            continue
+        problems.append(RowProblem(path, line, *problem))
+    return problems
+
+
+def _read_text(path: Path) -> str:
+    """The file as text, or a one-line error for a folder, an empty, binary or non-UTF-8 file."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputDataError(f"raw decision file is a folder: {path}") from None
+    except OSError as err:
+        raise InputDataError(f"cannot read raw decision file {path}: {err.strerror or err}") from None
+    if not data.strip():
+        raise InputDataError(f"{path}: empty file; expected a CSV with the header {','.join(RAW_COLUMNS)}")
+    if b"\x00" in data:
+        raise InputDataError(f"{path}: binary data (NUL bytes), not a CSV text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputDataError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})") from None
+
+
+def _read_one(path: Path, skip_invalid: bool) -> tuple[pd.DataFrame, list[RowProblem]]:
+    if not path.exists():
+        raise InputDataError(f"raw decision file not found: {path}")
+    text = _read_text(path)
+    try:
+        # Blank lines are kept (then dropped below) so that index + 2 is the line number.
+        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in CHECKED_COLUMNS}, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise InputDataError(f"{path}: not a readable CSV ({' '.join(str(err).split())})") from None
+    frame = frame.dropna(how="all")
+    missing = [c for c in CHECKED_COLUMNS if c not in frame]
+    if missing:
+        raise InputDataError(f"{path}: missing column(s) {missing}; expected model-vs-human's raw format {RAW_COLUMNS}")
+    if frame.empty:
+        raise InputDataError(f"{path}: no decision rows (only a header)")
+    problems = raw_csv_problems(frame, path)
+    if problems and not skip_invalid:
+        more = f" (and {len(problems) - 1} more invalid rows; --skip-invalid drops them)" if len(problems) > 1 else ""
+        raise InputDataError(f"{problems[0]}{more}")
+    if problems:
+        frame = frame.drop(index=[p.line - 2 for p in problems])
+        logger.warning("skipped %d of %d rows of %s that cannot be scored; first: %s",
+                       len(problems), len(frame) + len(problems), path, problems[0])
+        if frame.empty:
+            raise InputDataError(f"{path}: every row is invalid; first: {problems[0]}")
+    return frame, problems
+
+
+def read_raw_csv(paths: str | Path | Iterable[str | Path], *, skip_invalid: bool = False) -> pd.DataFrame:
+    """One or more raw decision files, checked row by row and concatenated.
+
+    A file that is missing, empty, binary, not UTF-8, without the needed columns or
+    without rows is an error naming it; so is any row ``raw_csv_problems`` reports,
+    unless ``skip_invalid``: then such rows are dropped, logged, and listed in
+    ``frame.attrs["skipped"]`` (file name -> list of RowProblem).
+    """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    frames = []
+    frames, skipped = [], {}
     for path in map(Path, paths):
-        if not path.is_file():
-            raise InputDataError(f"raw decision file not found: {path}")
-        frame = pd.read_csv(path, dtype={"object_response": str, "category": str, "imagename": str})
-        missing = [c for c in ("object_response", "category", "imagename") if c not in frame]
-        if missing:
-            raise InputDataError(f"{path}: missing column(s) {missing}; expected model-vs-human's raw format {RAW_COLUMNS}")
+        frame, problems = _read_one(path, skip_invalid)
         frame["file"] = path.name
         frames.append(frame)
+        if problems:
+            skipped[path.name] = problems
     if not frames:
         raise InputDataError("no raw decision files given")
-    return pd.concat(frames, ignore_index=True)
+    result = pd.concat(frames, ignore_index=True)
+    result.attrs["skipped"] = skipped
+    return result
 
 
 def _fractions(frame: pd.DataFrame) -> tuple[float, float, float]:
@@ -77,7 +237,7 @@ def shape_bias_per_category(frame: pd.DataFrame) -> pd.DataFrame:
     for category, group in frame.groupby("category", sort=True):
         shape, texture, bias = _fractions(group)
         rows.append({"category": category, "shape_bias": bias, "fraction_correct_shape": shape, "fraction_correct_texture": texture})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["category", "shape_bias", "fraction_correct_shape", "fraction_correct_texture"])
 
 
 def bootstrap_shape_bias(frame: pd.DataFrame, *, samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:

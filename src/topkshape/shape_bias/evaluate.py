@@ -5,11 +5,29 @@ categories, decisions through the 1000 -> 16 mapping) and on the embedded defaul
 generated cue-conflict sets (``<shape>/<shape>_<i>-<texture>.png``, decisions among
 the trained classifier's own classes). Both image names give the texture category by
 the toolbox's rule, so the same analysis scores both.
+
+Stimuli are fed as model-vs-human feeds them (``modelvshuman/datasets/base.py``:
+``resize = False if image_size == 224``; ``datasets/dataloaders.py``): an image already
+at the model's input size gets only ToTensor + Normalize, unzoomed and uncropped. An
+image of any other size is resized as the toolbox resizes, Resize(256) + CenterCrop(224),
+scaled to the input size. The stimuli are decoded once into a uint8 tensor
+(:func:`load_stimuli`), so a sweep over Top-K settings never decodes them again.
+
+Command line (any torchvision classifier, with or without Top-K at the paper's positions)::
+
+    python -m topkshape.shape_bias.evaluate --arch alexnet --weights DEFAULT \\
+        --fraction 0.1 --mode topk --ties exact --images DIR --out FILE
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+import copy
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +35,18 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor, nn
+from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from topkshape.classify.data import eval_transform
-from topkshape.errors import InputDataError
+from topkshape.classify.data import IMAGENET_MEAN, IMAGENET_STD
+from topkshape.errors import ConfigError, InputDataError, TopkshapeError
 from topkshape.shape_bias.analysis import RAW_COLUMNS
 from topkshape.shape_bias.decisions import sixteen_class_decisions
+from topkshape.shape_bias.tags import setting_tag
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+logger = logging.getLogger(__name__)
 
 
 def list_cue_conflict_images(folder: str | Path) -> list[tuple[Path, str]]:
@@ -44,25 +64,114 @@ def list_cue_conflict_images(folder: str | Path) -> list[tuple[Path, str]]:
     return items
 
 
-class _Images(Dataset):
-    def __init__(self, items: Sequence[tuple[Path, str]], transform) -> None:
-        self.items, self.transform = list(items), transform
+def decode_stimulus(path: Path, image_size: int) -> tuple[Tensor, bool]:
+    """(3, S, S) uint8 pixels of one stimulus, and whether it had to be resized.
+
+    At the input size: the pixels as they are. Otherwise the toolbox's resize,
+    Resize(256) + CenterCrop(224) at 224 px, the same ratio at other input sizes.
+    """
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        size = path.stat().st_size if path.exists() else 0
+        reason = "empty file (0 bytes)" if size == 0 else str(err)
+        raise InputDataError(f"unreadable cue-conflict image {path}: {reason}") from None
+    resized = rgb.size != (image_size, image_size)
+    if resized:
+        rgb = TF.center_crop(TF.resize(rgb, round(image_size * 256 / 224)), image_size)
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous(), resized
+
+
+@dataclass(frozen=True)
+class Stimuli:
+    """A cue-conflict folder decoded once: its (image, category) list and uint8 pixels."""
+
+    items: list[tuple[Path, str]]
+    pixels: Tensor  # (N, 3, S, S) uint8, the order of ``items``
+    resized: int  # how many images were not at the input size
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        path = self.items[index][0]
-        try:
-            with Image.open(path) as image:
-                return self.transform(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            size = path.stat().st_size if path.exists() else 0
-            reason = "empty file (0 bytes)" if size == 0 else str(err)
-            raise InputDataError(f"unreadable cue-conflict image {path}: {reason}") from None
+    def to(self, device: str | torch.device) -> Stimuli:
+        return Stimuli(self.items, self.pixels.to(device), self.resized)
+
+
+def load_stimuli(folder: str | Path, image_size: int, *, threads: int = 1) -> Stimuli:
+    """Decode every stimulus of ``folder`` at ``image_size`` (PNG decoding runs in ``threads`` threads)."""
+    items = list_cue_conflict_images(folder)
+    paths = [path for path, _ in items]
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            decoded = list(pool.map(lambda p: decode_stimulus(p, image_size), paths))
+    else:
+        decoded = [decode_stimulus(p, image_size) for p in paths]
+    pixels = torch.stack([pix for pix, _ in decoded])
+    return Stimuli(items, pixels, sum(resized for _, resized in decoded))
+
+
+def normalize(pixels: Tensor) -> Tensor:
+    """uint8 pixels -> ToTensor + Normalize(ImageNet mean, std), the same float operations."""
+    mean = torch.as_tensor(IMAGENET_MEAN, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
+    return pixels.to(torch.float32).div(255).sub(mean).div(std)
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @torch.no_grad()
+def model_decisions(
+    model: nn.Module,
+    stimuli: Stimuli,
+    *,
+    classes: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "cue-conflict",
+) -> list[str]:
+    """One decision per stimulus.
+
+    ``classes=None``: ``model`` is a 1000-class ImageNet classifier and decisions go
+    through the 16-category mapping (mean probability per category); otherwise a
+    decision is ``classes[argmax]``.
+    """
+    dev = _device(device)
+    model = model.to(dev).eval()
+    responses: list[str] = []
+    starts = range(0, len(stimuli), batch_size)
+    for start in tqdm(starts, desc=desc, disable=None if progress else True, leave=False):
+        batch = normalize(stimuli.pixels[start : start + batch_size].to(dev, non_blocking=True))
+        logits = model(batch).float()
+        if classes is None:
+            if logits.shape[1] != 1000:
+                raise InputDataError(f"a model with {logits.shape[1]} outputs needs its class names; the 16-class mapping needs 1000 ImageNet outputs")
+            responses += sixteen_class_decisions(torch.softmax(logits, dim=1).cpu())
+        else:
+            responses += [classes[i] for i in logits.argmax(dim=1).cpu().tolist()]
+    return responses
+
+
+def raw_decisions(stimuli: Stimuli, responses: Sequence[str], subject: str) -> pd.DataFrame:
+    """model-vs-human's raw rows (subj, session, trial, rt, object_response, category, condition, imagename)."""
+    return pd.DataFrame(
+        {
+            "subj": subject,
+            "session": 1,
+            "trial": np.arange(1, len(stimuli) + 1),
+            "rt": np.nan,
+            "object_response": list(responses),
+            "category": [category for _, category in stimuli.items],
+            "condition": np.nan,
+            "imagename": [path.name for path, _ in stimuli.items],
+        },
+        columns=RAW_COLUMNS,
+    )
+
+
 def evaluate_cue_conflict(
     model: nn.Module,
     folder: str | Path,
@@ -75,54 +184,149 @@ def evaluate_cue_conflict(
     workers: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Decisions of ``model`` on every image, as model-vs-human raw rows.
+    """Decisions of ``model`` on every image of ``folder``, as model-vs-human raw rows."""
+    stimuli = load_stimuli(folder, image_size, threads=max(1, workers))
+    responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=device, progress=progress, desc=f"cue-conflict {subject}")
+    return raw_decisions(stimuli, responses, subject)
 
-    ``classes=None``: the model is a 1000-class ImageNet classifier and decisions go
-    through the 16-category mapping; otherwise decisions are ``classes[argmax]``.
-    """
-    items = list_cue_conflict_images(folder)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(dev).eval()
-    loader = DataLoader(_Images(items, eval_transform(image_size)), batch_size=batch_size, num_workers=workers)
-    responses: list[str] = []
-    for images in tqdm(loader, desc=f"cue-conflict {subject}", disable=None if progress else True, leave=False):
-        logits = model(images.to(dev)).float()
-        if classes is None:
-            responses += sixteen_class_decisions(torch.softmax(logits, dim=1).cpu())
-        else:
-            responses += [classes[i] for i in logits.argmax(dim=1).cpu().tolist()]
-    return pd.DataFrame(
-        {
-            "subj": subject,
-            "session": 1,
-            "trial": np.arange(1, len(items) + 1),
-            "rt": np.nan,
-            "object_response": responses,
-            "category": [category for _, category in items],
-            "condition": np.nan,
-            "imagename": [path.name for path, _ in items],
-        },
-        columns=RAW_COLUMNS,
+
+# --- Top-K at inference -----------------------------------------------------------------
+
+
+def paper_topk_positions(arch: str) -> tuple[str, ...]:
+    """The modules the paper's code puts Top-K after, for the architectures it uses."""
+    from topkshape.models import (
+        ALEXNET_TOPK_POSITIONS,
+        RESNET18_TOPK_POSITIONS,
+        VGG16_TOPK_POSITIONS,
     )
 
+    positions = {
+        "alexnet": ALEXNET_TOPK_POSITIONS,
+        "vgg16": VGG16_TOPK_POSITIONS,
+        "resnet18": RESNET18_TOPK_POSITIONS,
+        "resnet18_cifar": RESNET18_TOPK_POSITIONS,
+    }
+    if arch not in positions:
+        raise ConfigError(f"no paper Top-K positions for {arch!r} (known: {sorted(positions)}); name the modules with --positions")
+    return positions[arch]
 
-def load_trained_classifier(checkpoint: str | Path, fraction: float | None, mode: str) -> tuple[nn.Module, list[str]]:
-    """A Table 1 model from its ``model.pt`` with Top-K inserted at its arch's paper positions.
 
-    The model's ``image_size`` attribute is the resolution it was trained at.
+def with_inference_topk(
+    plain: nn.Module, positions: Sequence[str], fraction: float | None, mode: str = "topk", *, ties: str | None = None
+) -> nn.Module:
+    """A copy of ``plain`` with Top-K after each of ``positions`` (``fraction=None``: ``plain`` itself).
+
+    ``plain`` is never modified, so one loaded model serves a whole sweep of settings.
     """
-    from topkshape.models import build_model
+    from topkshape.models import insert_topk
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise InputDataError(f"trained model not found: {path}")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    settings = state["settings"]
-    kwargs: dict[str, Any] = {"num_classes": len(state["classes"])}
-    if settings["arch"] == "resnet18_cifar":
-        kwargs.update(input_size=settings["image_size"], width=settings["width"])
-    model = build_model(settings["arch"], fraction=fraction, mode=mode, **kwargs)
-    # The baseline has no Top-K layers, which hold no parameters: the state dict fits either way.
-    model.load_state_dict(state["model"])
-    model.image_size = settings["image_size"]
-    return model, list(state["classes"])
+    if fraction is None:
+        return plain
+    model = copy.deepcopy(plain)
+    extra = {} if ties is None else {"ties": ties}
+    return insert_topk(model, list(positions), fraction=fraction, mode=mode, **extra)  # type: ignore[arg-type]
+
+
+def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Layer name -> its kind, fraction and mode: what Top-K a model actually runs."""
+    from topkshape.models import topk_layers
+
+    return {
+        name: {"layer": type(layer).__name__, "fraction": layer.fraction, "mode": getattr(layer, "keep", "mean_replace"), "ties": getattr(layer, "ties", "keep")}
+        for name, layer in topk_layers(model).items()
+    }
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def load_weights(model: nn.Module, weights_file: str | Path) -> None:
+    """A state dict file (or a checkpoint holding one under ``state_dict``/``model``), weights-only."""
+    from topkshape.checkpoint import load_torch_file
+
+    state = load_torch_file(weights_file, "weights file")
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise InputDataError(f"weights file {weights_file} holds no state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise InputDataError(f"weights file {weights_file} does not fit this architecture ({' '.join(first[:2])[:200]})") from None
+
+
+def torchvision_classifier(arch: str, weights: str | None) -> nn.Module:
+    """A torchvision classifier by name; ``weights``: a file path, a torchvision weights name (DEFAULT), or None."""
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if arch not in names:
+        raise ConfigError(f"unknown torchvision classifier {arch!r} (e.g. {', '.join(n for n in names if n.startswith(('alexnet', 'vgg', 'resnet')))})")
+    if weights is None or weights.lower() == "none":
+        return torchvision.models.get_model(arch, weights=None)
+    looks_like_file = Path(weights).exists() or "/" in weights or weights.endswith((".pt", ".pth", ".bin"))
+    if looks_like_file:
+        model = torchvision.models.get_model(arch, weights=None)
+        load_weights(model, weights)
+        return model
+    try:
+        return torchvision.models.get_model(arch, weights=weights)
+    except (ValueError, KeyError):
+        raise ConfigError(f"--weights {weights!r} is neither a file nor a torchvision weights name (DEFAULT, IMAGENET1K_V1, ...) for {arch}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m topkshape.shape_bias.evaluate",
+        description="Decisions of a torchvision classifier on cue-conflict stimuli, with or without Top-K, as a model-vs-human raw CSV.",
+    )
+    parser.add_argument("--arch", required=True, help="torchvision classifier name (alexnet, vgg16, resnet18, ...)")
+    parser.add_argument("--weights", default="DEFAULT", help="PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random)")
+    parser.add_argument("--fraction", type=float, help="Top-K fraction K at every position; omit for the plain model")
+    parser.add_argument("--mode", default="topk", choices=("topk", "non_topk", "mean_replace"), help="keep the Top-K set, its complement, or Eq. 2")
+    parser.add_argument("--ties", default="keep", choices=("keep", "exact"), help="keep every entry tied at the threshold, or exactly K (the paper code's torch.topk)")
+    parser.add_argument("--positions", help="comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18)")
+    parser.add_argument("--images", required=True, type=Path, help="cue-conflict folder: <category>/<image>.png")
+    parser.add_argument("--out", required=True, type=Path, help="raw CSV to write")
+    parser.add_argument("--subject", help="the subj column (default: <arch> or <arch>-<mode><K%%>)")
+    parser.add_argument("--image-size", type=int, default=224, help="model input size; images of another size are resized as model-vs-human does")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for decoding and inference")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from topkshape.atomic import atomic_file
+
+    args = _parser().parse_args(argv)
+    try:
+        torch.set_num_threads(max(1, args.threads))
+        positions = args.positions.split(",") if args.positions else None
+        if args.fraction is not None and positions is None:
+            positions = paper_topk_positions(args.arch)
+        model = torchvision_classifier(args.arch, args.weights)
+        if args.fraction is not None:
+            try:
+                model = with_inference_topk(model, positions, args.fraction, args.mode, ties=args.ties)
+            except ValueError as err:  # a bad fraction or module name
+                raise ConfigError(str(err)) from None
+        subject = args.subject or (args.arch if args.fraction is None else f"{args.arch}-{setting_tag(args.fraction, args.mode)}")
+        stimuli = load_stimuli(args.images, args.image_size, threads=max(1, args.threads))
+        responses = model_decisions(model, stimuli, batch_size=args.batch_size, device=args.device, progress=False)
+        rows = raw_decisions(stimuli, responses, subject)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(args.out) as tmp:
+            rows.to_csv(tmp, index=False)
+    except TopkshapeError as err:
+        print(f"topkshape: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(rows)} decisions of {subject} ({stimuli.resized} images resized to {args.image_size} px) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

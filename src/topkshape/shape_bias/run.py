@@ -1,42 +1,100 @@
-"""One cue-conflict evaluation job of the workflow: a model, a Top-K tag, a raw CSV."""
+"""The cue-conflict sweep job of the workflow: one model, every Top-K setting, one raw CSV each.
+
+The model is loaded and the stimuli decoded once; each setting is a copy of the plain
+model with Top-K layers inserted at the paper's positions. Writing one model-vs-human
+raw CSV per setting keeps the report's inputs what they were with one job per setting.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from topkshape.atomic import atomic_file
-from topkshape.shape_bias.evaluate import evaluate_cue_conflict, load_trained_classifier
-from topkshape.shape_bias.tags import TRAINED_PREFIX, parse_tag
+from topkshape.shape_bias.evaluate import (
+    load_stimuli,
+    model_decisions,
+    paper_topk_positions,
+    raw_decisions,
+    topk_summary,
+    with_inference_topk,
+)
+from topkshape.shape_bias.tags import TRAINED_PREFIX, tag_setting
+
+logger = logging.getLogger(__name__)
 
 
-def run_cue_conflict_job(
-    options: dict[str, Any],
-    model_name: str,
-    tag: str,
-    images: str | Path,
-    out_csv: str | Path,
-    *,
-    checkpoint: str | Path | None = None,
-    threads: int = 1,
-) -> None:
-    """Evaluate ``model_name`` with Top-K as ``tag`` says and write the raw decisions."""
-    import torch
+def load_plain_model(
+    model_name: str, *, weights: str | None = None, image_size: int = 224, checkpoint: str | Path | None = None
+) -> tuple[nn.Module, str, list[str] | None, int]:
+    """(model without Top-K, its architecture, its class names or None for ImageNet, input size).
 
+    ``trained_<subset>`` reads the Table 1 model from ``checkpoint`` (its classes and
+    training size come with it); any other name is a torchvision ImageNet model.
+    """
+    if model_name.startswith(TRAINED_PREFIX):
+        from topkshape.classify.trained import (
+            load_trained_classifier,
+            trained_classifier_state,
+        )
+
+        if checkpoint is None:
+            raise ValueError(f"{model_name} needs its model.pt (checkpoint=)")
+        state = trained_classifier_state(checkpoint)
+        model, classes = load_trained_classifier(checkpoint, None, "topk", state=state)
+        return model, state["settings"]["arch"], classes, int(model.image_size)
     from topkshape.models import build_model
 
+    return build_model(model_name, fraction=None, weights=weights), model_name, None, image_size
+
+
+def run_cue_conflict_sweep(
+    model_name: str,
+    tags: Sequence[str],
+    images: str | Path,
+    outputs: Sequence[str | Path],
+    *,
+    weights: str | None = None,
+    image_size: int = 224,
+    batch_size: int = 32,
+    ties: str | None = None,
+    checkpoint: str | Path | None = None,
+    threads: int = 1,
+    device: str | torch.device | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Evaluate ``model_name`` at every setting of ``tags``, writing ``outputs[i]`` for ``tags[i]``.
+
+    Returns, per tag, the Top-K layers the evaluated model actually ran (name ->
+    kind, fraction, mode, ties); the same goes to the log.
+    """
+    if len(tags) != len(outputs):
+        raise ValueError(f"{len(tags)} tags but {len(outputs)} output files")
     torch.set_num_threads(threads)
-    mode, percent = parse_tag(tag)
-    fraction = None if percent is None else percent / 100
-    mode = "topk" if mode == "none" else mode
-    if model_name.startswith(TRAINED_PREFIX):
-        model, classes = load_trained_classifier(checkpoint, fraction, mode)
-        image_size = model.image_size
-    else:
-        model = build_model(model_name, fraction=fraction, mode=mode, weights=options["weights"])
-        classes, image_size = None, options["image_size"]
-    rows = evaluate_cue_conflict(
-        model, images, subject=f"{model_name}-{tag}", classes=classes, image_size=image_size, batch_size=options["batch_size"]
+    start = time.perf_counter()
+    plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
+    positions = paper_topk_positions(arch)
+    stimuli = load_stimuli(images, size, threads=threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
+    logger.info(
+        "%s (%s): %d stimuli decoded once at %d px (%d resized, the rest fed as they are); loading took %.1f s",
+        model_name, arch, len(stimuli), size, stimuli.resized, time.perf_counter() - start,
     )
-    with atomic_file(out_csv) as tmp:
-        rows.to_csv(tmp, index=False)
+    applied: dict[str, dict[str, dict[str, Any]]] = {}
+    for tag, out in zip(tags, outputs):
+        began = time.perf_counter()
+        fraction, mode = tag_setting(tag)
+        model = with_inference_topk(plain, positions, fraction, mode, ties=ties)
+        applied[tag] = topk_summary(model)
+        responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=dev, desc=f"{model_name}-{tag}")
+        with atomic_file(out) as tmp:
+            raw_decisions(stimuli, responses, f"{model_name}-{tag}").to_csv(tmp, index=False)
+        layers = ", ".join(f"{name} ({s['mode']} {s['fraction']:g}, ties {s['ties']})" for name, s in applied[tag].items()) or "none"
+        logger.info("%s-%s: Top-K layers: %s; %.1f s -> %s", model_name, tag, layers, time.perf_counter() - began, out)
+    return applied

@@ -5,9 +5,14 @@ from __future__ import annotations
 TRAINED_PREFIX = "trained_"
 
 
+def setting_tag(fraction: float | None, mode: str = "topk") -> str:
+    """'none' for no Top-K, else '<mode><K%>': (0.1, 'topk') -> 'topk10', (0.05, 'non_topk') -> 'non_topk5'."""
+    return "none" if fraction is None else f"{mode}{round(100 * fraction, 6):g}"
+
+
 def sweep_tags(fractions: list[float], modes: list[str]) -> list[str]:
     """'none' plus '<mode><K%>' for each mode and fraction, e.g. 'topk10', 'non_topk5'."""
-    return ["none"] + [f"{mode}{round(100 * f, 6):g}" for mode in modes for f in fractions]
+    return ["none"] + [setting_tag(f, mode) for mode in modes for f in fractions]
 
 
 def parse_tag(tag: str) -> tuple[str, float | None]:
@@ -16,3 +21,9 @@ def parse_tag(tag: str) -> tuple[str, float | None]:
         return "none", None
     mode = tag.rstrip("0123456789.")
     return mode, float(tag[len(mode):])
+
+
+def tag_setting(tag: str) -> tuple[float | None, str]:
+    """The (fraction, mode) a tag names: 'topk10' -> (0.1, 'topk'); 'none' -> (None, 'topk')."""
+    mode, percent = parse_tag(tag)
+    return (None, "topk") if percent is None else (percent / 100, mode)

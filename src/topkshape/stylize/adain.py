@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from topkshape.atomic import atomic_file
+from topkshape.checkpoint import load_torch_file
 from topkshape.errors import ConfigError, InputDataError
 
 # VGG-19 conv widths per block; a max-pool follows every block but the last.
@@ -122,13 +123,7 @@ def _first_mismatch(module: nn.Module, state: dict) -> str | None:
 
 def _load_strict(module: nn.Module, path: str | os.PathLike, device: str | torch.device) -> None:
     path = Path(path)
-    if not path.is_file():
-        raise InputDataError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # a truncated or non-PyTorch file raises many different types
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputDataError(f"cannot load weights {path}: {reason}") from None
+    state = load_torch_file(path, "AdaIN weights file", device)  # weights-only: a shared file runs no code
     if not isinstance(state, dict):
         raise InputDataError(f"{path} holds a {type(state).__name__}, not a state dict")
     problem = _first_mismatch(module, state)
@@ -166,16 +161,29 @@ class AdaINStylizer(nn.Module):
         return model
 
     def forward(self, content: Tensor, style: Tensor, alpha: float = 1.0) -> Tensor:
-        """Stylise ``content`` (N,3,H,W) with ``style`` (N or 1,3,h,w); ``alpha`` 0 keeps the content."""
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        """Stylise ``content`` (N,3,H,W) with ``style`` (N or 1,3,h,w); ``alpha`` 0 keeps the content.
+
+        Content and style may differ in size: AdaIN uses only the style's per-channel statistics.
+        """
         for name, x in (("content", content), ("style", style)):
             if x.dim() != 4 or x.shape[1] != 3:
                 raise ValueError(f"{name} must be (N, 3, H, W), got shape {tuple(x.shape)}")
         if style.shape[0] not in (1, content.shape[0]):
             raise ValueError(f"style batch must be 1 or {content.shape[0]}, got {style.shape[0]}")
+        return self.transfer(content, self.encoder(style), alpha)
+
+    def transfer(self, content: Tensor, style_features: Tensor, alpha: float = 1.0) -> Tensor:
+        """Stylise with precomputed relu4_1 style features (a style encoded once serves many images).
+
+        Blending as pytorch-AdaIN's ``style_transfer``: ``alpha * AdaIN(f(c), f(s)) + (1 - alpha) * f(c)``
+        in feature space, then decoded and clamped to [0, 1].
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        if content.dim() != 4 or content.shape[1] != 3:
+            raise ValueError(f"content must be (N, 3, H, W), got shape {tuple(content.shape)}")
         content_feat = self.encoder(content)
-        target = adaptive_instance_normalization(content_feat, self.encoder(style))
+        target = adaptive_instance_normalization(content_feat, style_features)
         target = alpha * target + (1.0 - alpha) * content_feat
         return self.decoder(target).clamp(0.0, 1.0)
 

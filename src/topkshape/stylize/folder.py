@@ -7,6 +7,8 @@ classifier that still answers correctly relies on shape.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -27,6 +30,7 @@ CONTENT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", "
 STYLE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CSV_NAME = "styles.csv"
 CSV_COLUMNS = ["image", "label", "style", "texture_label"]
+MANIFEST_NAME = "manifest.json"
 
 
 def list_style_images(folder: str | os.PathLike) -> list[Path]:
@@ -71,15 +75,15 @@ def _read_rgb(path: Path) -> Image.Image:
         raise InputDataError(f"cannot read image {path}: {e}") from None
 
 
-def _resize_short_side(img: Image.Image, size: int | None) -> Image.Image:
+def prepare_image(img: Image.Image, size: int | None, crop: bool = False) -> Image.Image:
+    """pytorch-AdaIN's ``test_transform``: shorter side to ``size`` (bilinear), then a centre crop if asked.
+
+    Content and style are each prepared with their own size (``content_size``/``style_size``
+    there), independently of each other. ``None`` keeps the image as it is.
+    """
     if size is None:
         return img
-    w, h = img.size
-    if w <= h:
-        new = (size, max(1, round(h * size / w)))
-    else:
-        new = (max(1, round(w * size / h)), size)
-    return img if new == img.size else img.resize(new, Image.Resampling.BICUBIC)
+    return TF.center_crop(TF.resize(img, size), size) if crop else TF.resize(img, size)
 
 
 def _to_tensor(img: Image.Image) -> Tensor:
@@ -113,21 +117,28 @@ def stylize_image_folder(
     alpha: float = 0.5,
     seed: int = 0,
     size: int | None = 256,
+    style_size: int | None = 512,
+    crop: bool = False,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> pd.DataFrame:
     """Stylise every image of ``src_dir`` into ``out_dir`` (PNG, same classes) and return the CSV rows.
 
-    Each image gets one style drawn from ``seed`` over the sorted style list, so two
-    runs assign identically. ``out_dir`` appears only when complete. ``stylizer`` is
+    Content images are prepared with ``size`` and style images with ``style_size`` (shorter
+    side, then a centre crop if ``crop``), each on its own, as pytorch-AdaIN's ``test.py`` does
+    with ``content_size``/``style_size`` (512 there by default); a style is never stretched
+    to the content's shape. Each image gets one style drawn from ``seed`` over the sorted style
+    list, so two runs assign identically. ``out_dir`` appears only when complete, with
+    ``styles.csv`` and a ``manifest.json`` (settings, style and output hashes). ``stylizer`` is
     moved to ``device``.
     """
     src, out = Path(src_dir), Path(out_dir)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if size is not None and size < 1:
-        raise ConfigError(f"size must be a positive integer or None, got {size}")
+    for name, value in (("size", size), ("style_size", style_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be a positive integer or None, got {value}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     _check_paths(src, out)
@@ -138,31 +149,31 @@ def stylize_image_folder(
     names = [p.name for p in styles]
     if len(set(names)) != len(names):
         raise InputDataError("style image file names must be unique: styles.csv records only the name")
-    style_pil = [_read_rgb(p) for p in styles]  # fail on a bad style before any work
+    style_pil = [prepare_image(_read_rgb(p), style_size, crop) for p in styles]  # fail on a bad style before any work
     choice = np.random.default_rng(seed).integers(0, len(styles), size=len(items))
 
     stylizer = stylizer.to(device).eval()
+    with torch.inference_mode():
+        style_features = [stylizer.encoder(_to_tensor(img).unsqueeze(0).to(device)) for img in style_pil]
     rows: list[dict[str, str]] = []
+    outputs: dict[str, str] = {}
     with atomic_directory(out) as tmp, tqdm(
         total=len(items), unit="img", desc="stylize", disable=None if progress else True
     ) as bar:
         for start in range(0, len(items), batch_size):
             batch = [
-                (label, path, int(choice[i]), _resize_short_side(_read_rgb(path), size))
+                (label, path, int(choice[i]), prepare_image(_read_rgb(path), size, crop))
                 for i, (label, path) in enumerate(items[start:start + batch_size], start)
             ]
-            # Images of one batch may differ in size; run each size as its own forward.
-            by_size: dict[tuple[int, int], list[int]] = {}
-            for j, (_, _, _, img) in enumerate(batch):
-                by_size.setdefault(img.size, []).append(j)
+            # One forward per (content size, style): contents of a size stack, a style's features broadcast.
+            groups: dict[tuple[int, int, int], list[int]] = {}
+            for j, (_, _, k, img) in enumerate(batch):
+                groups.setdefault((*img.size, k), []).append(j)
             results: dict[int, Image.Image] = {}
-            for (w, h), idx in by_size.items():
+            for (w, h, k), idx in groups.items():
                 content = torch.stack([_to_tensor(batch[j][3]) for j in idx]).to(device)
-                style = torch.stack(
-                    [_to_tensor(style_pil[batch[j][2]].resize((w, h), Image.Resampling.BICUBIC)) for j in idx]
-                ).to(device)
                 with torch.inference_mode():
-                    stylized = stylizer(content, style, alpha=alpha)
+                    stylized = stylizer.transfer(content, style_features[k], alpha=alpha)
                 # Ceil-mode pooling pads bottom/right, so the top-left crop is aligned with the input.
                 stylized = stylized[:, :, :h, :w]
                 for j, x in zip(idx, stylized):
@@ -173,8 +184,16 @@ def stylize_image_folder(
                     raise InputDataError(f"{path} and another image both map to {out / rel}")
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 results[j].save(tmp / rel, format="PNG")
+                outputs[rel.as_posix()] = hashlib.sha256((tmp / rel).read_bytes()).hexdigest()
                 rows.append({"image": rel.as_posix(), "label": label, "style": names[k], "texture_label": ""})
             bar.update(len(batch))
         table = pd.DataFrame(rows, columns=CSV_COLUMNS)
         table.to_csv(tmp / CSV_NAME, index=False)
+        manifest = {
+            "method": "adain",
+            "settings": {"alpha": alpha, "seed": seed, "content_size": size, "style_size": style_size, "crop": crop},
+            "styles": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in styles},
+            "files": outputs,
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     return table

@@ -1,8 +1,16 @@
 """What Top-K neurons encode (paper Figures 2, 3, 8): texture synthesis with and without
-Top-K responses, masked reconstruction, structure measures and mask dynamics."""
+Top-K responses, masked reconstruction, structure measures and the mask-dynamics figure.
 
-from topkshape.texture.features import GATYS_VGG19_LAYERS, FeatureTaps, gatys_vgg19, imagenet_normalize
-from topkshape.texture.figures import MaskRecorder, load_masks, save_mask_dynamics, save_panels
+The Top-K mask recorder that the trainers use lives in ``topkshape.mask_recording``.
+"""
+
+from topkshape.texture.features import (
+    GATYS_VGG19_LAYERS,
+    FeatureTaps,
+    gatys_vgg19,
+    imagenet_normalize,
+)
+from topkshape.texture.figures import save_mask_dynamics, save_panels
 from topkshape.texture.structure import edge_correlation, ssim
 from topkshape.texture.synthesis import (
     gram_loss,
@@ -16,13 +24,11 @@ from topkshape.texture.synthesis import (
 __all__ = [
     "GATYS_VGG19_LAYERS",
     "FeatureTaps",
-    "MaskRecorder",
     "edge_correlation",
     "gatys_vgg19",
     "gram_loss",
     "gram_matrix",
     "imagenet_normalize",
-    "load_masks",
     "masked_target",
     "reconstruct",
     "save_mask_dynamics",

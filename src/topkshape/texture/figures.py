@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import Tensor, nn
+from torch import Tensor
 
 from topkshape.atomic import atomic_file
-from topkshape.ops import TopK, TopKMeanReplace
+
+# Re-exported for imports written before the recorder moved to a neutral module.
+from topkshape.mask_recording import MaskRecorder, load_masks  # noqa: F401
 
 PathArg = str | os.PathLike | Sequence[str | os.PathLike]
 _PANEL_INCHES = 2.0
@@ -123,62 +125,3 @@ def save_mask_dynamics(
     if title:
         fig.suptitle(title)
     _save(fig, path_or_paths)
-
-
-class MaskRecorder:
-    """Records the Top-K masks of fixed images and channels at one Top-K layer (Figure 8).
-
-    Call ``record(step)`` during training; the model's train/eval mode and the layer's
-    recording flag are restored afterwards, so training continues unaffected.
-    """
-
-    def __init__(self, model: nn.Module, layer_name: str, images: Tensor, channels: Sequence[int]) -> None:
-        try:
-            layer = model.get_submodule(layer_name)
-        except AttributeError as error:
-            raise ValueError(f"model has no submodule {layer_name!r}") from error
-        if not isinstance(layer, (TopK, TopKMeanReplace)):
-            raise ValueError(f"{layer_name!r} is a {type(layer).__name__}, not a TopK or TopKMeanReplace layer")
-        if images.dim() < 2:
-            # Images (N, 3, H, W) for a classifier, latent codes (N, nz) for a generator.
-            raise ValueError(f"images must be a batch of model inputs, got shape {tuple(images.shape)}")
-        self.model = model
-        self.layer = layer
-        self.layer_name = layer_name
-        self.images = images.detach()
-        self.channels = list(channels)
-        self.masks: dict[int, Tensor] = {}
-
-    def record(self, step: int) -> Tensor:
-        """Run the fixed images in eval mode and store ``masks[step]`` (images, channels, H, W)."""
-        was_training = self.model.training
-        was_recording = self.layer.record_mask
-        device = next((p.device for p in self.model.parameters()), self.images.device)
-        self.model.eval()
-        self.layer.record_mask = True
-        try:
-            # fork_rng: a generator's noise injection must not shift the training's random stream.
-            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                self.model(self.images.to(device))
-            if self.layer.last_mask is None:
-                raise RuntimeError(f"the Top-K layer {self.layer_name!r} was not called in the forward pass")
-            mask = self.layer.last_mask[:, self.channels].cpu()
-        finally:
-            self.layer.record_mask = was_recording
-            self.layer.last_mask = None  # holds a full-batch mask; free it
-            self.model.train(was_training)
-        self.masks[step] = mask
-        return mask
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``{step: mask}`` with ``torch.save`` (read back with ``load_masks``)."""
-        with atomic_file(path) as tmp:
-            torch.save(dict(self.masks), tmp)
-
-
-def load_masks(path: str | os.PathLike) -> dict[int, Tensor]:
-    """The ``{step: bool mask}`` dict written by ``MaskRecorder.save``."""
-    masks = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(masks, dict):
-        raise ValueError(f"{str(path)!r} does not hold a dict of masks (got {type(masks).__name__})")
-    return {int(step): mask for step, mask in masks.items()}

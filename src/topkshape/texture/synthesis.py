@@ -4,6 +4,13 @@ Paper Sec. 3.2 (Figure 2): an image is optimised with L-BFGS so its Gram matrice
 the target's at every tapped layer. "S w/o Top-K" zeroes each channel's spatial Top-K
 responses before the Gram matrix, for target and synthesis alike, so only the weak
 responses are matched. Sec. 3.3 (Figure 3) matches masked activations directly.
+
+The optimisation follows the paper's code (``texture-synthesis-visualization/optimize.py``):
+each step is one ``torch.optim.LBFGS.step`` of up to ``max_iter`` (20) iterations with a
+strong-Wolfe line search and no early exit, and the pixels stay within the target's range
+through a sigmoid (``bounds="sigmoid"``). Its loss is the plain sum over layers and Gram
+entries of squared differences (``loss="sum"``); ``loss="mean"`` divides each layer's sum
+by C^2 (the MSE), which weights wide layers less.
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ from topkshape.texture.features import FeatureTaps, imagenet_normalize
 
 Normalize = Callable[[Tensor], Tensor]
 Mask = Literal["topk", "non_topk", "identity"]
+Loss = Literal["sum", "mean"]
+Bounds = Literal["sigmoid", "clamp"]
 _MASK_CHOICES = ("topk", "non_topk", "identity")
+_LOSS_CHOICES = ("sum", "mean")
+_BOUNDS_CHOICES = ("sigmoid", "clamp")
 
 
 def gram_matrix(feat: Tensor) -> Tensor:
@@ -62,15 +73,25 @@ def _target_grams(
         return {name: gram_matrix(_ablate(f, remove_topk, fraction)) for name, f in taps(normalize(image)).items()}
 
 
-def _gram_distance(feats: dict[str, Tensor], grams: dict[str, Tensor], remove_topk: bool, fraction: float) -> Tensor:
-    """Sum over layers of the MSE between Gram matrices (the synthesis objective)."""
-    losses = [F.mse_loss(gram_matrix(_ablate(f, remove_topk, fraction)), grams[name]) for name, f in feats.items()]
-    return torch.stack(losses).sum()
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _activation_distance(feats: dict[str, Tensor], goals: dict[str, Tensor]) -> Tensor:
-    """Sum over layers of the MSE between activations and masked targets (Sec. 3.3)."""
-    return torch.stack([F.mse_loss(f, goals[name]) for name, f in feats.items()]).sum()
+def _squared_distance(a: Tensor, b: Tensor, loss: Loss) -> Tensor:
+    """``sum((a - b)^2)`` (the paper code's loss) or its mean over entries."""
+    return F.mse_loss(a, b, reduction="sum" if loss == "sum" else "mean")
+
+
+def _gram_distance(feats: dict[str, Tensor], grams: dict[str, Tensor], remove_topk: bool, fraction: float, loss: Loss) -> Tensor:
+    """Sum over layers of the squared Gram-matrix differences (the synthesis objective)."""
+    terms = [_squared_distance(gram_matrix(_ablate(f, remove_topk, fraction)), grams[name], loss) for name, f in feats.items()]
+    return torch.stack(terms).sum()
+
+
+def _activation_distance(feats: dict[str, Tensor], goals: dict[str, Tensor], loss: Loss) -> Tensor:
+    """Sum over layers of the squared differences to the masked targets (Sec. 3.3)."""
+    return torch.stack([_squared_distance(f, goals[name], loss) for name, f in feats.items()]).sum()
 
 
 def gram_loss(
@@ -80,16 +101,39 @@ def gram_loss(
     remove_topk: bool = False,
     topk_fraction: float = 0.05,
     normalize: Normalize = imagenet_normalize,
+    loss: Loss = "sum",
 ) -> float:
     """Gram-matrix distance between images ``a`` and ``b`` (the objective of ``synthesize_texture``).
 
     With ``remove_topk=False`` it scores any result against the target on all responses,
     which is how Figure 2's two syntheses are compared on equal terms.
     """
+    _check_choice("loss", loss, _LOSS_CHOICES)
     fraction = check_fraction(topk_fraction)
     grams = _target_grams(taps, b, remove_topk, fraction, normalize)
     with torch.no_grad():
-        return float(_gram_distance(taps(normalize(a)), grams, remove_topk, fraction))
+        return float(_gram_distance(taps(normalize(a)), grams, remove_topk, fraction, loss))
+
+
+def _pixel_map(target: Tensor, bounds: Bounds) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """(parameters -> image, image -> parameters) for the chosen way of bounding pixels.
+
+    "sigmoid" (the paper code): image = lo + (hi - lo) * sigmoid(z), with lo and hi the
+    target's smallest and largest value, so L-BFGS runs unconstrained and its curvature
+    pairs stay valid. "clamp": the parameters are the pixels, clamped to [0, 1] after
+    each step.
+    """
+    if bounds == "clamp":
+        return (lambda z: z), (lambda x: x.clone())
+    lo, hi = float(target.min()), float(target.max())
+    if hi - lo < 1e-6:
+        raise ValueError("a constant target image has no range for the sigmoid bounds (use bounds='clamp')")
+    span = hi - lo
+
+    def inverse(x: Tensor) -> Tensor:
+        return torch.logit(((x - lo) / span).clamp(1e-3, 1 - 1e-3))
+
+    return (lambda z: lo + span * torch.sigmoid(z)), inverse
 
 
 def _optimise_image(
@@ -99,43 +143,59 @@ def _optimise_image(
     *,
     steps: int,
     lr: float,
+    max_iter: int,
+    bounds: Bounds,
     seed: int,
     normalize: Normalize,
     progress: bool,
     desc: str,
 ) -> tuple[Tensor, list[float]]:
-    """L-BFGS on an image from seeded uniform noise, one L-BFGS iteration per step.
+    """L-BFGS on an image from seeded uniform noise; ``steps`` calls of ``LBFGS.step``.
 
-    L-BFGS's tolerances are absolute (it stops when ``g . d > -1e-9`` and drops curvature
-    pairs with ``y . s < 1e-10``), and Gram distances of normalised features are tiny, so it
-    minimises ``objective / objective(initial noise)``; the history reports the raw
-    objective, evaluated before each step's update.
+    Each step runs up to ``max_iter`` L-BFGS iterations (the paper code: 20) with a
+    strong-Wolfe line search and no early exit (tolerances 0: normalised feature
+    statistics give tiny pixel gradients). The history holds the raw objective at the
+    initial noise and after every step (``steps + 1`` values). L-BFGS minimises
+    ``objective / objective(initial noise)``: the first step's length depends on the
+    gradient's scale, and a common factor (such as the paper code's layer weight 1e9/4)
+    then changes nothing.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps < 1 or max_iter < 1:
+        raise ValueError(f"steps and max_iter must be positive integers, got {steps!r} and {max_iter!r}")
+    _check_choice("bounds", bounds, _BOUNDS_CHOICES)
+    to_image, to_params = _pixel_map(target, bounds)
     generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(target.shape, generator=generator, dtype=target.dtype).to(target.device)
-    image.requires_grad_(True)
+    noise = torch.rand(target.shape, generator=generator, dtype=target.dtype).to(target.device)
+    if bounds == "sigmoid":
+        lo, hi = float(target.min()), float(target.max())
+        noise = lo + (hi - lo) * noise
+    params = to_params(noise).requires_grad_(True)
+
+    def evaluate() -> Tensor:
+        return objective(taps(normalize(to_image(params))))
+
     with torch.no_grad():
-        scale = float(objective(taps(normalize(image))))
-    scale = scale if scale > 0 else 1.0
-    # No early exit on small gradients (normalised feature statistics give tiny pixel gradients),
-    # and a strong-Wolfe line search of up to 10 evaluations per step: a fixed step of lr 1.0
-    # diverged on some objectives, and a one-evaluation search stalled on others.
-    optimizer = torch.optim.LBFGS([image], lr=lr, max_iter=1, max_eval=10, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
-    history: list[float] = []
+        initial = float(evaluate())
+    scale = initial if initial > 0 else 1.0
+    optimizer = torch.optim.LBFGS(
+        [params], lr=lr, max_iter=max_iter, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe"
+    )
+    history = [initial]
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = objective(taps(normalize(image))) / scale
+        loss = evaluate() / scale
         loss.backward()
         return loss
 
     for _ in tqdm(range(steps), desc=desc, disable=None if progress else True):
-        history.append(float(optimizer.step(closure).detach()) * scale)
+        optimizer.step(closure)
         with torch.no_grad():
-            image.clamp_(0.0, 1.0)
-    return image.detach().clone(), history
+            if bounds == "clamp":
+                params.clamp_(0.0, 1.0)
+            history.append(float(evaluate()))
+    with torch.no_grad():
+        return to_image(params).detach().clone(), history
 
 
 def synthesize_texture(
@@ -146,24 +206,31 @@ def synthesize_texture(
     topk_fraction: float = 0.05,
     steps: int = 100,
     lr: float = 1.0,
+    max_iter: int = 20,
+    loss: Loss = "sum",
+    bounds: Bounds = "sigmoid",
     seed: int = 0,
     normalize: Normalize = imagenet_normalize,
     progress: bool = True,
 ) -> tuple[Tensor, list[float]]:
     """Gatys texture synthesis: "S w/ Top-K" (``remove_topk=False``) or "S w/o Top-K" (True).
 
-    Paper Sec. 3.2: L-BFGS, learning rate 1.0, 100 steps. Returns the image in [0, 1]
-    (shape of ``target``, (1, 3, H, W)) and the loss before each step.
+    Paper code: L-BFGS, learning rate 1.0, 100 steps of up to 20 iterations, plain sum of
+    squared Gram differences. Returns the image (shape of ``target``, (1, 3, H, W), in the
+    target's range) and the loss at the start and after each step.
     """
     _check_image(target)
+    _check_choice("loss", loss, _LOSS_CHOICES)
     fraction = check_fraction(topk_fraction)
     target_grams = _target_grams(taps, target, remove_topk, fraction, normalize)
     return _optimise_image(
         taps,
         target,
-        lambda feats: _gram_distance(feats, target_grams, remove_topk, fraction),
+        lambda feats: _gram_distance(feats, target_grams, remove_topk, fraction, loss),
         steps=steps,
         lr=lr,
+        max_iter=max_iter,
+        bounds=bounds,
         seed=seed,
         normalize=normalize,
         progress=progress,
@@ -185,8 +252,11 @@ def reconstruct(
     *,
     mask: Mask,
     topk_fraction: float = 0.05,
-    steps: int = 100,
-    lr: float = 1.0,
+    steps: int = 1,
+    lr: float = 10.0,
+    max_iter: int = 20,
+    loss: Loss = "sum",
+    bounds: Bounds = "sigmoid",
     seed: int = 0,
     normalize: Normalize = imagenet_normalize,
     progress: bool = True,
@@ -194,10 +264,12 @@ def reconstruct(
     """Optimise an image whose activations match ``Mask_i * X_i(T)`` at every tapped layer.
 
     Paper Sec. 3.3 (Figure 3), with ``mask`` one of "topk", "non_topk" (its complement)
-    or "identity" (all responses). The objective is the sum over layers of the MSE.
+    or "identity" (all responses). The objective is the sum over layers of the squared
+    differences; the paper code (``topk-neurons-visualization-supp``) runs one step of up
+    to 20 L-BFGS iterations at learning rate 10.
     """
-    if mask not in _MASK_CHOICES:
-        raise ValueError(f"mask must be one of {_MASK_CHOICES}, got {mask!r}")
+    _check_choice("mask", mask, _MASK_CHOICES)
+    _check_choice("loss", loss, _LOSS_CHOICES)
     _check_image(target)
     fraction = check_fraction(topk_fraction)
     with torch.no_grad():
@@ -205,9 +277,11 @@ def reconstruct(
     return _optimise_image(
         taps,
         target,
-        lambda feats: _activation_distance(feats, goals),
+        lambda feats: _activation_distance(feats, goals, loss),
         steps=steps,
         lr=lr,
+        max_iter=max_iter,
+        bounds=bounds,
         seed=seed,
         normalize=normalize,
         progress=progress,

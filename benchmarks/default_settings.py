@@ -1,0 +1,176 @@
+"""Measure candidate settings for the embedded default: do the Table 1 runs converge?
+
+Issue 14's rule: settings are chosen by the convergence of the baseline AND every Top-K
+variant (identical settings for all), never by whether Top-K wins. This script trains
+each (subset, variant, seed) with the library exactly as the ``train`` rule does (one
+thread, no workers) and reports each run's final clean accuracy, the seed-to-seed std
+per subset and variant, and the wall time per run, so a person can check the goals:
+every run >= 90 % clean accuracy and std <= 3 points over >= 3 seeds.
+
+    nice -n 10 .venv/bin/python benchmarks/default_settings.py --subsets S1 \
+        --epochs 8 --lr 0.05 --image-size 32 --csv /tmp/candidate.csv
+
+The GAN part (``--gan``) trains one FastGAN per variant and compares the FID of the
+final EMA generator with the FID of the same generator at initialisation, in the
+feature space of a freshly trained S1 baseline (the default config's extractor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from topkshape.classify.train import TrainSettings, train_classifier
+from topkshape.data.synthetic import write_cue_conflict_set, write_shape_subset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_data(root: Path, subset: str, classes: list[str], synthetic: dict, per_class: int) -> Path:
+    """The subset and its cue-conflict set, rendered once per settings (folder name holds them)."""
+    key = "_".join(f"{k}{v}" for k, v in sorted(synthetic.items())) + f"_cc{per_class}"
+    folder = root / key / subset
+    if not (folder / "train").is_dir():
+        write_shape_subset(folder, classes, image_size=synthetic["image_size"], train_per_class=synthetic["train_per_class"],
+                           val_per_class=synthetic["val_per_class"], texture_correlation=synthetic["texture_correlation"],
+                           seed=synthetic["seed"], progress=False)
+    stylized = folder.parent / f"{subset}-stylized"
+    if not stylized.is_dir():
+        write_cue_conflict_set(stylized, classes, image_size=synthetic["image_size"], per_class=per_class, seed=0, progress=False)
+    return folder
+
+
+def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
+    synthetic = dict(config["data"]["synthetic"])
+    for key in ("image_size", "train_per_class", "val_per_class", "texture_correlation"):
+        value = getattr(args, f"data_{key}")
+        if value is not None:
+            synthetic[key] = value
+    train = dict(config["train"])
+    for key in ("epochs", "lr", "batch_size", "width", "image_size"):
+        value = getattr(args, key)
+        if value is not None:
+            train[key] = value
+    rows = []
+    for subset in args.subsets:
+        data = make_data(Path(args.workdir), subset, config["data"]["subsets"][subset], synthetic, config["stylize"]["per_class"])
+        for variant in args.variants:
+            for seed in args.seeds:
+                settings = TrainSettings.from_params(train, variant=variant, seed=seed)
+                out = Path(args.workdir) / "runs" / f"{subset}_{variant}_{seed}_{abs(hash(settings)) % 10**8}"
+                started, cpu_started = time.perf_counter(), time.process_time()
+                summary = train_classifier(data / "train", data / "val", data.parent / f"{subset}-stylized", out, settings,
+                                           threads=1, progress=False)
+                seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+                metrics = pd.read_csv(out / "metrics.csv")
+                row = {"subset": subset, "variant": variant, "seed": seed, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                       "clean_acc": float(metrics["clean_acc"].iloc[-1]),
+                       "best_clean_acc": float(metrics["clean_acc"].max()),
+                       "stylized_acc": float(metrics["stylized_acc"].iloc[-1]),
+                       "train_acc": float(metrics["train_acc"].iloc[-1]),
+                       **{f"data.{k}": v for k, v in synthetic.items()},
+                       **{f"train.{k}": v for k, v in train.items() if k in ("epochs", "lr", "batch_size", "width", "image_size")}}
+                print(row, flush=True)
+                rows.append(row)
+                if args.csv:
+                    pd.DataFrame(rows).to_csv(args.csv, index=False)
+                del summary
+    return pd.DataFrame(rows)
+
+
+def report(frame: pd.DataFrame) -> None:
+    """Per subset and variant: mean, std (points, ddof=1), minimum; and the two goals."""
+    grouped = frame.groupby(["subset", "variant"])["clean_acc"]
+    table = pd.DataFrame({"mean": grouped.mean() * 100, "std": grouped.std(ddof=1) * 100, "min": grouped.min() * 100,
+                          "n": grouped.size(), "s_per_run": frame.groupby(["subset", "variant"])["seconds"].mean(),
+                          "cpu_s_per_run": frame.groupby(["subset", "variant"])["cpu_seconds"].mean()})
+    print(table.round(2).to_string())
+    print("every run >= 90%:", bool((frame["clean_acc"] >= 0.9).all()),
+          "| every std <= 3 points:", bool((table["std"] <= 3).all()))
+
+
+def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
+    """FID of each variant's final EMA generator and of the same generator at initialisation."""
+    from topkshape.checkpoint import seed_everything
+    from topkshape.config import validate_config
+    from topkshape.data.synthetic import write_fewshot_set
+    from topkshape.gan.evaluate import evaluate_run
+    from topkshape.gan.settings import GanSettings, build_generator
+    from topkshape.gan.train import _save_generator, train_fastgan
+
+    full = validate_config(config, check_paths=False)
+    gan = {k: v for k, v in full["gan"].items() if k not in ("seeds", "eval", "topk_fraction")}
+    for key in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"):
+        value = getattr(args, f"gan_{key}")
+        if value is not None:
+            gan[key] = value
+    gan["checkpoint_every"] = min(gan["checkpoint_every"], gan["iterations"])
+    fewshot, cls = next(iter(full["data"]["fewshot"].items()))
+    synthetic = full["data"]["synthetic"]
+    images = Path(args.workdir) / f"fewshot_{cls}_{synthetic['image_size']}"
+    if not images.is_dir():
+        write_fewshot_set(images, cls, count=full["data"]["fewshot_images"], image_size=synthetic["image_size"],
+                          seed=synthetic["seed"], progress=False)
+    rows = []
+    for variant in ("fastgan", "fastgan_topk"):
+        for seed in args.seeds:
+            fraction = full["gan"]["topk_fraction"][fewshot] if variant == "fastgan_topk" else None
+            settings = GanSettings.from_params(gan, topk_fraction=fraction, seed=seed)
+            tag = "_".join(f"{k}{gan[k]}" for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay"))
+            run, init = Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}", Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}_init"
+            init.mkdir(parents=True, exist_ok=True)
+            seed_everything(settings.seed)  # as train_fastgan does before building its generator
+            _save_generator(init / "generator_ema.pt", build_generator(settings), settings)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            train_fastgan(images, run, settings, threads=1, progress=False)
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+            options = full["gan"]["eval"]
+            scores = {name: evaluate_run(folder, images, options, folder / "metrics.json", folder / "preview.png",
+                                         classifier=args.classifier, seed=seed)
+                      for name, folder in (("init", init), ("final", run))}
+            row = {"variant": variant, "seed": seed, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                   "fid_init": scores["init"]["fid"], "fid_final": scores["final"]["fid"],
+                   "ratio": scores["final"]["fid"] / scores["init"]["fid"], "preview": str(run / "preview.png"),
+                   **{f"gan.{k}": gan[k] for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr")}}
+            print(row, flush=True)
+            rows.append(row)
+            if args.csv:
+                pd.DataFrame(rows).to_csv(args.csv, index=False)
+    frame = pd.DataFrame(rows)
+    print("every final FID <= init / 10:", bool((frame["ratio"] <= 0.1).all()))
+    return frame
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "config.yaml"))
+    parser.add_argument("--workdir", default="/tmp/default_settings")
+    parser.add_argument("--subsets", nargs="+", default=["S1", "S2"])
+    parser.add_argument("--variants", nargs="+", default=["baseline", "topk", "topk_mean_rpl"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    for key, kind in (("epochs", int), ("lr", float), ("batch_size", int), ("width", int), ("image_size", int)):
+        parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None, help=f"train.{key} (default: the config's)")
+    for key, kind in (("image_size", int), ("train_per_class", int), ("val_per_class", int), ("texture_correlation", float)):
+        parser.add_argument(f"--data-{key.replace('_', '-')}", type=kind, default=None, help=f"data.synthetic.{key}")
+    parser.add_argument("--csv", default=None, help="write the per-run rows here (updated after every run)")
+    parser.add_argument("--gan", action="store_true", help="measure the GAN (FID ratio final / init) instead of Table 1")
+    parser.add_argument("--classifier", default=None, help="--gan: the S1 baseline model.pt (FID features)")
+    for key, kind in (("im_size", int), ("ngf", int), ("ndf", int), ("iterations", int), ("batch_size", int),
+                      ("ema_decay", float), ("lr", float)):
+        parser.add_argument(f"--gan-{key.replace('_', '-')}", type=kind, default=None, help=f"gan.{key}")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = yaml.safe_load(Path(args.config).read_text())
+    if args.gan:
+        gan_runs(args, config)
+    else:
+        report(train_runs(args, config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Top-K masks of fixed inputs recorded during training (paper Figure 8).
+
+A neutral module below both trainers (``classify.train`` and ``gan.train``) and the
+figure code (``texture``), so that no package imports one above it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from topkshape.atomic import atomic_file
+from topkshape.checkpoint import load_torch_file
+from topkshape.errors import InputDataError
+from topkshape.ops import TopK, TopKMeanReplace
+
+
+class MaskRecorder:
+    """Records the Top-K masks of fixed images and channels at one Top-K layer (Figure 8).
+
+    Call ``record(step)`` during training; the model's train/eval mode and the layer's
+    recording flag are restored afterwards, so training continues unaffected.
+    """
+
+    def __init__(self, model: nn.Module, layer_name: str, images: Tensor, channels: Sequence[int]) -> None:
+        try:
+            layer = model.get_submodule(layer_name)
+        except AttributeError as error:
+            raise ValueError(f"model has no submodule {layer_name!r}") from error
+        if not isinstance(layer, (TopK, TopKMeanReplace)):
+            raise ValueError(f"{layer_name!r} is a {type(layer).__name__}, not a TopK or TopKMeanReplace layer")
+        if images.dim() < 2:
+            # Images (N, 3, H, W) for a classifier, latent codes (N, nz) for a generator.
+            raise ValueError(f"images must be a batch of model inputs, got shape {tuple(images.shape)}")
+        self.model = model
+        self.layer = layer
+        self.layer_name = layer_name
+        self.images = images.detach()
+        self.channels = list(channels)
+        self.masks: dict[int, Tensor] = {}
+
+    def record(self, step: int) -> Tensor:
+        """Run the fixed images in eval mode and store ``masks[step]`` (images, channels, H, W)."""
+        was_training = self.model.training
+        was_recording = self.layer.record_mask
+        device = next((p.device for p in self.model.parameters()), self.images.device)
+        self.model.eval()
+        self.layer.record_mask = True
+        try:
+            # fork_rng: a generator's noise injection must not shift the training's random stream.
+            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                self.model(self.images.to(device))
+            if self.layer.last_mask is None:
+                raise RuntimeError(f"the Top-K layer {self.layer_name!r} was not called in the forward pass")
+            mask = self.layer.last_mask[:, self.channels].cpu()
+        finally:
+            self.layer.record_mask = was_recording
+            self.layer.last_mask = None  # holds a full-batch mask; free it
+            self.model.train(was_training)
+        self.masks[step] = mask
+        return mask
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``{step: mask}`` (read back with ``load_masks``)."""
+        save_masks(self.masks, path)
+
+
+def save_masks(masks: dict[int, Tensor], path: str | os.PathLike) -> None:
+    """Write ``{step: bool mask}`` atomically with ``torch.save``."""
+    with atomic_file(path) as tmp:
+        torch.save(dict(masks), tmp)
+
+
+def load_masks(path: str | os.PathLike) -> dict[int, Tensor]:
+    """The ``{step: bool mask}`` dict written by ``save_masks`` (weights-only loader)."""
+    masks = load_torch_file(path, "recorded Top-K masks")
+    if not isinstance(masks, dict) or not all(isinstance(m, Tensor) for m in masks.values()):
+        raise InputDataError(f"{str(path)!r} does not hold a dict of masks (got {type(masks).__name__})")
+    return {int(step): mask for step, mask in masks.items()}

@@ -1,0 +1,264 @@
+"""The cue-conflict evaluation: unzoomed stimuli, Top-K really applied, one sweep per model, the CLI, chance.
+
+Everything here runs on images the tests write themselves; nothing needs ../shared.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from matplotlib.collections import PathCollection
+from PIL import Image
+from torchvision import transforms
+
+CATEGORIES = ["airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair", "clock", "dog", "elephant",
+              "keyboard", "knife", "oven", "truck"]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def write_stimuli(root: Path, size: int | tuple[int, int] = 224, per_category: int = 1, seed: int = 0) -> Path:
+    """<shape>/<shape><n>-<texture><m>.png with structured random content (blobs of colour), 16 categories."""
+    rng = np.random.default_rng(seed)
+    width, height = (size, size) if isinstance(size, int) else size
+    for i, shape in enumerate(CATEGORIES):
+        (root / shape).mkdir(parents=True, exist_ok=True)
+        for n in range(per_category):
+            texture = CATEGORIES[(i + 1 + n) % len(CATEGORIES)]
+            coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+            image = Image.fromarray(coarse).resize((width, height), Image.NEAREST)
+            noise = rng.integers(0, 40, (height, width, 3))
+            pixels = np.clip(np.asarray(image).astype(int) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / shape / f"{shape}{n + 1}-{texture}{n + 1}.png")
+    return root
+
+
+# --- unzoomed stimuli ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [224, 64])
+def test_stimuli_at_the_input_size_reach_the_model_unresized_and_uncropped(tmp_path, size):
+    from topkshape.shape_bias.evaluate import load_stimuli, normalize
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    (tmp_path / "cat").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "cat" / "cat1-dog1.png")
+    stimuli = load_stimuli(tmp_path, size)
+    assert stimuli.resized == 0
+    assert torch.equal(stimuli.pixels[0], torch.from_numpy(pixels).permute(2, 0, 1))  # every pixel, borders included
+    x = normalize(stimuli.pixels)
+    for y, xpos in [(0, 0), (size - 1, size - 1), (0, size - 1), (size // 2, 3)]:
+        for c in range(3):
+            expected = (np.float32(pixels[y, xpos, c]) / np.float32(255) - np.float32(MEAN[c])) / np.float32(STD[c])
+            assert x[0, c, y, xpos].item() == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_images_of_another_size_get_model_vs_humans_resize_256_and_centre_crop_224(tmp_path):
+    from topkshape.shape_bias.evaluate import load_stimuli
+
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (260, 300, 3), dtype=np.uint8)
+    (tmp_path / "dog").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "dog" / "dog1-cat1.png")
+    stimuli = load_stimuli(tmp_path, 224)
+    # The toolbox's transform for resized datasets (modelvshuman/datasets/dataloaders.py).
+    toolbox = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+    expected = toolbox(Image.fromarray(pixels))
+    assert stimuli.resized == 1 and stimuli.pixels.shape == (1, 3, 224, 224)
+    assert torch.equal(stimuli.pixels[0].float() / 255, expected)
+
+
+# --- Top-K at inference in the sweep job ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stimuli_dir(tmp_path_factory):
+    return write_stimuli(tmp_path_factory.mktemp("cc") / "cue-conflict", per_category=2)
+
+
+def _raw(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out, dtype={"object_response": str})
+
+
+def test_sweep_job_runs_topk_at_alexnets_paper_positions_with_each_settings_fraction_and_mode(stimuli_dir, tmp_path):
+    from topkshape.shape_bias.run import run_cue_conflict_sweep
+
+    tags = ["none", "topk10", "non_topk10"]
+    outs = [tmp_path / f"cue-conflict_alexnet-{t}_session-1.csv" for t in tags]
+    torch.manual_seed(0)
+    applied = run_cue_conflict_sweep("alexnet", tags, stimuli_dir, outs, weights=None, batch_size=16, ties="exact", device="cpu")
+    paper_positions = {f"features.{i}_topk" for i in (2, 5, 7, 9, 12)}  # after AlexNet's five conv stages
+    assert applied["none"] == {}
+    for tag, mode in (("topk10", "topk"), ("non_topk10", "non_topk")):
+        assert set(applied[tag]) == paper_positions
+        assert all(layer == {"layer": "TopK", "fraction": 0.1, "mode": mode, "ties": "exact"} for layer in applied[tag].values())
+    decisions = {tag: _raw(out)["object_response"] for tag, out in zip(tags, outs)}
+    assert (decisions["topk10"] != decisions["none"]).any()
+    assert (decisions["non_topk10"] != decisions["none"]).any()
+    assert (decisions["topk10"] != decisions["non_topk10"]).any()
+    assert [_raw(out)["subj"].iloc[0] for out in outs] == [f"alexnet-{t}" for t in tags]
+
+
+def test_one_sweep_per_model_writes_the_same_csvs_as_one_evaluation_per_setting(stimuli_dir, tmp_path):
+    from topkshape.models import build_model
+    from topkshape.shape_bias.evaluate import evaluate_cue_conflict
+    from topkshape.shape_bias.run import run_cue_conflict_sweep
+
+    settings = {"none": (None, "topk"), "topk10": (0.1, "topk"), "non_topk20": (0.2, "non_topk"), "topk50": (0.5, "topk")}
+    sweep = [tmp_path / f"sweep_{t}.csv" for t in settings]
+    torch.manual_seed(0)
+    run_cue_conflict_sweep("alexnet", list(settings), stimuli_dir, sweep, weights=None, batch_size=8, ties="exact", device="cpu")
+    for (tag, (fraction, mode)), path in zip(settings.items(), sweep):
+        # Today's per-setting job: build the model with its Top-K, decode the folder, evaluate.
+        torch.manual_seed(0)  # the same random weights (Top-K layers hold no parameters)
+        model = build_model("alexnet", fraction=fraction, mode=mode, weights=None, ties="exact")
+        single = tmp_path / f"single_{tag}.csv"
+        evaluate_cue_conflict(model, stimuli_dir, subject=f"alexnet-{tag}", batch_size=8, device="cpu", progress=False).to_csv(single, index=False)
+        assert path.read_bytes() == single.read_bytes(), tag
+
+
+def test_sweep_leaves_the_loaded_model_without_topk_between_settings(stimuli_dir, tmp_path):
+    from topkshape.models import topk_layers
+    from topkshape.shape_bias.evaluate import with_inference_topk
+
+    torch.manual_seed(0)
+    plain = torchvision.models.alexnet(weights=None)
+    with_topk = with_inference_topk(plain, ["features.2", "features.12"], 0.2, "non_topk", ties="keep")
+    assert topk_layers(plain) == {}
+    assert [n for n, _ in with_topk.features.named_children()][:4] == ["0", "1", "2", "2_topk"]
+    assert with_inference_topk(plain, ["features.2"], None) is plain
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "topkshape.shape_bias.evaluate", *args], check=False, capture_output=True, text=True, timeout=600)
+
+
+def test_command_line_evaluates_a_state_dict_file_with_topk_and_writes_raw_rows(stimuli_dir, tmp_path):
+    from topkshape.shape_bias.evaluate import evaluate_cue_conflict, with_inference_topk
+
+    torch.manual_seed(3)
+    model = torchvision.models.alexnet(weights=None).eval()
+    weights = tmp_path / "alexnet.pt"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "out" / "raw.csv"
+    run = _cli("--arch", "alexnet", "--weights", str(weights), "--fraction", "0.1", "--mode", "non_topk", "--ties", "exact",
+               "--images", str(stimuli_dir), "--out", str(out), "--batch-size", "8", "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    rows = _raw(out)
+    assert list(rows.columns) == ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+    assert len(rows) == 32 and set(rows["subj"]) == {"alexnet-non_topk10"} and rows["trial"].tolist() == list(range(1, 33))
+    expected = evaluate_cue_conflict(with_inference_topk(model, [f"features.{i}" for i in (2, 5, 7, 9, 12)], 0.1, "non_topk", ties="exact"),
+                                     stimuli_dir, subject="x", batch_size=8, device="cpu", progress=False)
+    assert rows["object_response"].tolist() == expected["object_response"].tolist()
+
+
+def test_command_line_errors_are_one_line(tmp_path, stimuli_dir):
+    missing = _cli("--arch", "alexnet", "--weights", str(tmp_path / "none.pt"), "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [f"topkshape: weights file not found: {tmp_path / 'none.pt'}"]
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet.pt")
+    misfit = _cli("--arch", "alexnet", "--weights", str(tmp_path / "resnet.pt"), "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
+    assert misfit.returncode == 1 and len(misfit.stderr.strip().splitlines()) == 1 and "does not fit this architecture" in misfit.stderr
+    no_positions = _cli("--arch", "vgg11", "--weights", "none", "--fraction", "0.1", "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
+    assert no_positions.returncode == 1 and "no paper Top-K positions for 'vgg11'" in no_positions.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+# --- shape bias that says when it means nothing -----------------------------------------
+
+
+def _rows(subject: str, outcomes: list[str], classes: list[str] = CATEGORIES) -> pd.DataFrame:
+    """One cue-conflict trial per outcome ('shape', 'texture', 'other'), shape != texture, plus one
+    shape == texture image (no conflict; must not count as a trial)."""
+    rows = []
+    for i, outcome in enumerate(outcomes):
+        shape, texture = classes[i % len(classes)], classes[(i + 1) % len(classes)]
+        other = classes[(i + 2) % len(classes)]
+        response = {"shape": shape, "texture": texture, "other": other}[outcome]
+        rows.append({"object_response": response, "category": shape, "imagename": f"{shape}{i}-{texture}{i}.png"})
+    rows.append({"object_response": classes[0], "category": classes[0], "imagename": f"{classes[0]}99-{classes[0]}99.png"})
+    frame = pd.DataFrame(rows)
+    return frame.assign(subj=subject, session=1, trial=np.arange(1, len(frame) + 1), rt=np.nan, condition=np.nan)
+
+
+def _binomial_upper_tail(successes: int, trials: int, p: float) -> float:
+    return sum(math.comb(trials, i) * p**i * (1 - p) ** (trials - i) for i in range(successes, trials + 1))
+
+
+def test_chance_flag_marks_decisions_not_above_two_in_n_classes():
+    from topkshape.report.shape_bias import shape_bias_table
+
+    # 160 trials, 16 classes, chance 2/16 = 0.125 (20 of 160).
+    at_chance = _rows("m-topk5", ["shape"] * 11 + ["texture"] * 11 + ["other"] * 138)  # 22 of 160
+    above = _rows("m-none", ["shape"] * 30 + ["texture"] * 10 + ["other"] * 120)  # 40 of 160
+    table = shape_bias_table({"m-topk5": at_chance, "m-none": above}, samples=20, alpha=0.05).set_index("decision_maker")
+    low, high = table.loc["m-topk5"], table.loc["m-none"]
+    assert (low.conflict_trials, low.shape_decisions, low.texture_decisions, low.n_classes) == (160, 11, 11, 16)
+    assert (high.shape_decisions, high.texture_decisions) == (30, 10)
+    assert high.shape_accuracy == pytest.approx(30 / 160) and high.texture_accuracy == pytest.approx(10 / 160)
+    assert low.chance == pytest.approx(0.125)
+    assert low.p_above_chance == pytest.approx(_binomial_upper_tail(22, 160, 0.125), rel=1e-6)
+    assert high.p_above_chance == pytest.approx(_binomial_upper_tail(40, 160, 0.125), rel=1e-6)
+    assert bool(low.not_above_chance) and not bool(high.not_above_chance)
+    assert low.shape_bias == pytest.approx(0.5)  # the "drift to 0.5" of a model at chance
+
+
+def test_chance_uses_the_number_of_classes_of_the_set():
+    from topkshape.report.shape_bias import chance_test
+
+    five = CATEGORIES[:5]
+    # 100 trials among 5 classes: chance 2/5 = 40; 52 correct is above it at 0.05, 44 is not.
+    above = chance_test(_rows("a", ["shape"] * 30 + ["texture"] * 22 + ["other"] * 48, five), alpha=0.05)
+    near = chance_test(_rows("b", ["shape"] * 24 + ["texture"] * 20 + ["other"] * 56, five), alpha=0.05)
+    assert above["n_classes"] == near["n_classes"] == 5 and above["chance"] == pytest.approx(0.4)
+    assert _binomial_upper_tail(52, 100, 0.4) < 0.05 < _binomial_upper_tail(44, 100, 0.4)
+    assert not above["not_above_chance"] and near["not_above_chance"]
+
+
+def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp_path):
+    from topkshape.report.shape_bias import (
+        overall_figure,
+        reading,
+        shape_bias_table,
+        table_markdown,
+    )
+
+    makers = {
+        "m-none": _rows("m-none", ["shape"] * 20 + ["texture"] * 20 + ["other"] * 120),  # bias 0.5, above chance
+        "m-topk5": _rows("m-topk5", ["shape"] * 15 + ["texture"] * 5 + ["other"] * 140),  # bias 0.75, at chance
+        "m-topk10": _rows("m-topk10", ["shape"] * 24 + ["texture"] * 16 + ["other"] * 120),  # bias 0.6, above chance
+        "z-none": _rows("z-none", ["shape"] * 10 + ["texture"] * 10 + ["other"] * 140),  # plain model at chance
+        "z-topk10": _rows("z-topk10", ["shape"] * 40 + ["texture"] * 10 + ["other"] * 110),
+    }
+    table = shape_bias_table(makers, samples=50)
+    flagged = set(table.loc[table["not_above_chance"].astype(bool), "decision_maker"])
+    assert flagged == {"m-topk5", "z-none"}
+    lines = reading(table)
+    m_line = next(line for line in lines if "**m**" in line)
+    assert "highest above chance: Top-K 10% 0.600" in m_line and "Not above chance, not interpreted: Top-K 5%" in m_line
+    assert "Top-K 5% 0.750" not in m_line
+    z_line = next(line for line in lines if "**z**" in line)
+    assert "plain model's decisions are not above chance" in z_line and "highest" not in z_line
+    markdown = table_markdown(table, "t")
+    assert sum("†" in line for line in markdown.splitlines() if line.startswith("| ")) == 2
+
+    fig = overall_figure(table)
+    scatters = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    hollow = [c for c in scatters if len(c.get_facecolor()) == 0]
+    filled = [c for c in scatters if len(c.get_facecolor()) > 0]
+    ordered = table.sort_values("shape_bias", ignore_index=True)
+    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2
+    assert sorted(hollow[0].get_offsets()[:, 1].tolist()) == sorted(ordered.index[ordered["not_above_chance"].astype(bool)].tolist())
+    assert sum(len(c.get_offsets()) for c in filled) == 3
+    grey = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "gray"]
+    assert sorted(grey) == ["m Top-K 5% (at chance)", "z (at chance)"]

@@ -1,0 +1,176 @@
+"""Mutation testing of the core modules with mutmut, and the mutation score per module.
+
+``make mutation`` runs this. mutmut plants one small bug at a time (a flipped comparison, a
+changed constant, a swapped argument) in each function of the modules under test and runs the
+tests that cover that function; a mutant is *killed* when a test fails. A surviving mutant is a
+bug the suite would not notice, unless it is *equivalent* (the program behaves the same), which
+``tools/mutation_equivalent.txt`` lists with the reason. The score per module is
+
+    killed / (mutants - equivalent - not run)
+
+with timeouts and crashes counted as killed, and mutants no test reaches as survivors.
+
+The run happens in a scratch copy (``build/mutation``: src, tests, config and a pyproject whose
+``[tool.mutmut]`` names the chosen modules and tests), so the work tree is never mutated and
+parts can be run alone::
+
+    python tools/mutation.py --modules src/topkshape/report/table1.py --tests tests/test_table1.py
+    python tools/mutation.py --report-only          # the scores of the last run
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENT = ROOT / "tools" / "mutation_equivalent.txt"
+KILLED = {1, 3, 37}  # a test failed, pytest errored, or the type checker refused it
+DETECTED = {36, -24, 24, 152, 255, -11, -9}  # timeout or crash: the mutant did not pass unnoticed
+UNDETECTED = {0, 5, 33}  # survived, or no test reaches it
+NOT_RUN = {None, 2, 34}  # not checked, interrupted, skipped
+
+
+def mutmut_config() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+
+
+def prepare_workdir(workdir: Path, modules: list[str], tests: list[str]) -> None:
+    """A fresh scratch copy with a pyproject that names only ``modules`` and ``tests``."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+    for name in ("src", "tests", "config"):
+        shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    config = {**project["tool"]["mutmut"], "only_mutate": modules, "pytest_add_cli_args_test_selection": tests}
+    lines = ["[tool.pytest.ini_options]"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in project["tool"]["pytest"]["ini_options"].items()]
+    lines += ["", "[tool.mutmut]"] + [f"{key} = {_toml_value(value)}" for key, value in config.items()]
+    (workdir / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def read_equivalent(path: Path = EQUIVALENT) -> dict[str, str]:
+    """Mutant name -> reason, from ``name  # reason`` lines (a reason is required)."""
+    equivalent = {}
+    if path.is_file():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name, _, reason = line.partition("#")
+            if not reason.strip():
+                raise SystemExit(f"{path}:{number}: an equivalent mutant needs a reason after '#'")
+            equivalent[name.strip()] = reason.strip()
+    return equivalent
+
+
+def results(workdir: Path) -> dict[str, dict[str, int | None]]:
+    """Module path (``src/...py``) -> mutant name -> mutmut's exit code, from its .meta files."""
+    found = {}
+    mutants = workdir / "mutants"
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
+        found[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return found
+
+
+def score_table(found: dict[str, dict[str, int | None]], equivalent: dict[str, str]) -> list[dict]:
+    rows = []
+    for module, codes in found.items():
+        count = Counter()
+        survivors = []
+        for name, code in codes.items():
+            if name in equivalent:
+                count["equivalent"] += 1
+            elif code in KILLED or code in DETECTED:
+                count["killed"] += 1
+            elif code in NOT_RUN:
+                count["not run"] += 1
+            else:  # survived, no tests, suspicious
+                count["survived"] += 1
+                survivors.append(name)
+        judged = count["killed"] + count["survived"]
+        rows.append({"module": module, "mutants": len(codes), **count,
+                     "score": 100 * count["killed"] / judged if judged else None, "survivors": survivors})
+    return rows
+
+
+def print_report(rows: list[dict], fail_under: float, show_survivors: bool) -> bool:
+    print(f"{'module':45s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'equiv.':>6s} {'not run':>7s} {'score':>6s}")
+    ok = True
+    for row in rows:
+        score = row["score"]
+        text = "  –  " if score is None else f"{score:5.1f}%"
+        print(f"{row['module']:45s} {row['mutants']:7d} {row.get('killed', 0):6d} {row.get('survived', 0):8d} "
+              f"{row.get('equivalent', 0):6d} {row.get('not run', 0):7d} {text:>6s}")
+        if score is not None and score < fail_under:
+            ok = False
+    if show_survivors:
+        for row in rows:
+            for name in row["survivors"]:
+                print(f"survived: {name}   (see: cd build/mutation && mutmut show {name})")
+    if not ok:
+        print(f"some module scores below {fail_under}%: kill the survivors with tests, or list true equivalents in {EQUIVALENT.relative_to(ROOT)}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = mutmut_config()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", nargs="+", default=config["only_mutate"], help="source files (globs) to mutate")
+    parser.add_argument("--tests", nargs="+", default=config["pytest_add_cli_args_test_selection"], help="test files to run")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "mutation")
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds for the whole mutmut run")
+    parser.add_argument("--fail-under", type=float, default=85.0)
+    parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
+    parser.add_argument("--survivors", action="store_true", help="list every surviving mutant")
+    args = parser.parse_args(argv)
+
+    if not args.report_only:
+        prepare_workdir(args.workdir, args.modules, args.tests)
+        mutmut = Path(sys.executable).with_name("mutmut")
+        command = [str(mutmut), "run", "--max-children", str(args.max_children)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        # Its own session, so that a timeout stops mutmut's workers too.
+        process = subprocess.Popen(command, cwd=args.workdir, env=env, start_new_session=True)
+        try:
+            process.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            print(f"mutmut stopped after {args.timeout:.0f} s; the scores below cover what it ran")
+    found = results(args.workdir)
+    if not args.report_only:
+        found = {m: codes for m, codes in found.items() if any(fnmatch.fnmatch(m, pattern) for pattern in args.modules)}
+    if not found:
+        print(f"no mutation results in {args.workdir}")
+        return 1
+    return 0 if print_report(score_table(found, read_equivalent()), args.fail_under, args.survivors) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
