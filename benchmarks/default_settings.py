@@ -4,7 +4,7 @@ Issue 14's rule: settings are chosen by the convergence of the baseline AND ever
 variant (identical settings for all), never by whether Top-K wins. This script trains
 each (subset, variant, seed) with the library exactly as the ``train`` rule does (one
 thread, no workers) and reports each run's final clean accuracy, the seed-to-seed std
-per subset and variant, and the wall time per run, so a person can check the goals:
+per subset and variant, and the wall and CPU time per run, so a person can check the goals:
 every run >= 90 % clean accuracy and std <= 3 points over >= 3 seeds.
 
     nice -n 10 .venv/bin/python benchmarks/default_settings.py --subsets S1 \
@@ -13,6 +13,10 @@ every run >= 90 % clean accuracy and std <= 3 points over >= 3 seeds.
 The GAN part (``--gan``) trains one FastGAN per variant and compares the FID of the
 final EMA generator with the FID of the same generator at initialisation, in the
 feature space of a freshly trained S1 baseline (the default config's extractor).
+
+Data are rendered once per settings under ``--workdir`` and reused; start parallel
+processes on new data settings only after one of them has rendered the data (a second
+renderer replaces the folder under a reader's feet).
 """
 
 from __future__ import annotations
@@ -117,11 +121,11 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
         write_fewshot_set(images, cls, count=full["data"]["fewshot_images"], image_size=synthetic["image_size"],
                           seed=synthetic["seed"], progress=False)
     rows = []
-    for variant in ("fastgan", "fastgan_topk"):
+    for variant in args.gan_variants:
         for seed in args.seeds:
             fraction = full["gan"]["topk_fraction"][fewshot] if variant == "fastgan_topk" else None
             settings = GanSettings.from_params(gan, topk_fraction=fraction, seed=seed)
-            tag = "_".join(f"{k}{gan[k]}" for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay"))
+            tag = "_".join(f"{k}{gan[k]}" for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"))
             run, init = Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}", Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}_init"
             init.mkdir(parents=True, exist_ok=True)
             seed_everything(settings.seed)  # as train_fastgan does before building its generator
@@ -159,6 +163,7 @@ def main() -> None:
         parser.add_argument(f"--data-{key.replace('_', '-')}", type=kind, default=None, help=f"data.synthetic.{key}")
     parser.add_argument("--csv", default=None, help="write the per-run rows here (updated after every run)")
     parser.add_argument("--gan", action="store_true", help="measure the GAN (FID ratio final / init) instead of Table 1")
+    parser.add_argument("--gan-variants", nargs="+", default=["fastgan", "fastgan_topk"])
     parser.add_argument("--classifier", default=None, help="--gan: the S1 baseline model.pt (FID features)")
     for key, kind in (("im_size", int), ("ngf", int), ("ndf", int), ("iterations", int), ("batch_size", int),
                       ("ema_decay", float), ("lr", float)):

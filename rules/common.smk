@@ -1,10 +1,129 @@
-# Provenance shared by every stage: what software and device produced the results.
+# Input and param functions of the stage files (rules/<stage>.smk), kept apart from the rules as
+# Snakemake's linter asks. They read the constants (DATA_CFG, SB, TX, GAN, ...) that each stage file
+# sets at its top: all rule files share one namespace, and a function runs only when its rule is
+# parsed or its jobs are planned, after those constants exist.
+#
+# Lint left: "Specify a conda environment or container for each rule". Every rule is to name
+# "../environment.yml" as its `conda:` file, but Snakemake reads that file into each finished job's
+# metadata even without --use-conda, and the tests' workflow copies do not carry it yet
+# (tests/workflow_support.py WORKFLOW_FILES); tests/test_report.py drops the exception with it.
+from topkshape.paper_data import fewshot_part
+from topkshape.shape_bias.tags import TRAINED_PREFIX
 
-rule environment:
-    output:
-        "results/environment.txt",
-    log:
-        "logs/environment.log",
-    threads: 1
-    script:
-        "../workflow_scripts/record_environment.py"
+
+# Data stage (rules/data.smk).
+
+def data_options(source):
+    """The options section of a data source (only its own values are a job's params)."""
+    return DATA_CFG["synthetic"] if source == "synthetic" else DATA_CFG["imagenet"]
+
+
+def fewshot_param(value):
+    """A param of a few-shot job that builds its set; None for a set copied from the paper's data."""
+    return lambda wildcards: None if wildcards.fewshot in PAPER_FEWSHOT else value(wildcards)
+
+
+def fewshot_options():
+    """What building a few-shot set reads: not the subsets' counts or texture correlation."""
+    if DATA_CFG["source"] == "synthetic":
+        return {key: DATA_CFG["synthetic"][key] for key in ("image_size", "seed")}
+    return {key: value for key, value in DATA_CFG["imagenet"].items() if key != "max_train_per_class"}
+
+
+def style_folder():
+    """The AdaIN style images: generated, the paper's three, or a user folder."""
+    styles = STYLIZE["styles"]
+    return {"builtin": f"{DATA}/styles", "paper_data": f"{PAPER_DATA}/styles"}.get(styles, styles)
+
+
+def adain_weight_paths():
+    """Configured weight files, or the ones the download rule fetches."""
+    return (
+        ADAIN["encoder_path"] or "resources/adain/vgg_normalised.pth",
+        ADAIN["decoder_path"] or "resources/adain/decoder.pth",
+    )
+
+
+def stylized_inputs(wildcards):
+    inputs = {"subset": f"{DATA}/{wildcards.subset}"}
+    if USES_ADAIN:
+        inputs["encoder"], inputs["decoder"] = adain_weight_paths()
+        inputs["styles"] = style_folder()  # a user folder too: replacing it reruns the stylized sets
+    return inputs
+
+
+def fewshot_inputs(wildcards):
+    """A few-shot set taken from the paper's published data reads its verified folder."""
+    paper_set = PAPER_FEWSHOT.get(wildcards.fewshot)
+    return {"paper": f"{PAPER_DATA}/{fewshot_part(paper_set)}"} if paper_set else {}
+
+
+def stylized_options():
+    """The stylize values a stylized job of this method uses (AdaIN weights and styles are inputs)."""
+    if not USES_ADAIN:
+        return {key: STYLIZE[key] for key in ("method", "per_class", "seed")}
+    return {key: STYLIZE[key] for key in ("method", "alpha", "image_size", "style_size", "crop", "seed")}
+
+
+# Figures 4-5 (rules/shape_bias.smk).
+
+def cue_conflict_folder():
+    """The stimuli: a user folder, the paper's published files (rule paper_data), or the archive's."""
+    opts = SB["cue_conflict"]
+    return {"folder": opts["path"], "paper_data": f"{PAPER_DATA}/cue-conflict"}.get(opts["source"], f"{DATA}/cue-conflict")
+
+
+def human_folder():
+    opts = SB["humans"]
+    return {"none": None, "folder": opts["path"], "download": f"{DATA}/humans"}[opts["source"]]
+
+
+def cue_conflict_inputs(wildcards):
+    """Trained models read their own subset's cue-conflict set; ImageNet models the stimuli."""
+    if wildcards.model.startswith(TRAINED_PREFIX):
+        subset = wildcards.model[len(TRAINED_PREFIX):]
+        return {
+            "images": f"{DATA}/{subset}-stylized",
+            "checkpoint": f"{RESULTS}/train/{subset}/baseline/seed{SEEDS[0]}/model.pt",
+        }
+    return {"images": cue_conflict_folder()}
+
+
+def imagenet_only(value):
+    """A param that only torchvision models use: a trained model's job does not depend on it."""
+    return lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else value
+
+
+# Figures 2, 3, 8 (rules/texture.smk).
+
+def texture_inputs(wildcards):
+    inputs = {"targets": f"{DATA}/fewshot/{TX['targets']}"}
+    if TX_TRAINED:
+        inputs["checkpoint"] = f"{RESULTS}/train/{TX['feature_net'][len('trained_'):]}/baseline/seed{SEEDS[0]}/model.pt"
+    return inputs
+
+
+# Table 2 (rules/gan.smk).
+
+def gan_topk_fraction(wildcards):
+    """This job's Top-K fraction: the set's value for the Top-K variant, None for the baseline."""
+    return GAN["topk_fraction"][wildcards.fewshot] if wildcards.gan_variant == "fastgan_topk" else None
+
+
+def gan_train_inputs(wildcards):
+    """The few-shot set; with FID during training (the paper's rollback) also the classifier extractor."""
+    inputs = {"images": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    if GAN_FID_DURING_TRAINING and GAN_CLASSIFIER:
+        inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
+    return inputs
+
+
+def gan_eval_inputs(wildcards):
+    inputs = {"generator": f"{GAN_RUN.format(**wildcards)}/generator_ema.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    if GAN_CLASSIFIER:
+        inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
+    return inputs
+
+
+# The provenance rule lives in its own file, so that this one holds functions only.
+include: "provenance.smk"

@@ -2,7 +2,7 @@
 # synthesis sets, and the files the paper publishes. The source (generated shapes, ImageNet or the
 # paper's own files) and the stylization (texture swap or AdaIN) are config values; every branch
 # writes the same layout. Every value a job uses is a param: editing it reruns exactly those jobs.
-from topkshape.paper_data import PART_FOLDERS, fewshot_part
+from topkshape.paper_data import PART_FOLDERS
 
 DATA_CFG = config["data"]
 STYLIZE = config["stylize"]
@@ -11,58 +11,6 @@ USES_ADAIN = STYLIZE["method"] == "adain"
 REQUIRE_PINNED = config["downloads"]["require_pinned"]
 PAPER_DATA = "resources/paper-data"
 PAPER_FEWSHOT = DATA_CFG["paper_fewshot"]
-
-
-def data_options(source):
-    """The options section of a data source (only its own values are a job's params)."""
-    return DATA_CFG["synthetic"] if source == "synthetic" else DATA_CFG["imagenet"]
-
-
-def fewshot_param(value):
-    """A param of a few-shot job that builds its set; None for a set copied from the paper's data."""
-    return lambda wildcards: None if wildcards.fewshot in PAPER_FEWSHOT else value(wildcards)
-
-
-def fewshot_options():
-    """What building a few-shot set reads: not the subsets' counts or texture correlation."""
-    if DATA_CFG["source"] == "synthetic":
-        return {key: DATA_CFG["synthetic"][key] for key in ("image_size", "seed")}
-    return {key: value for key, value in DATA_CFG["imagenet"].items() if key != "max_train_per_class"}
-
-
-def style_folder():
-    """The AdaIN style images: generated, the paper's three, or a user folder."""
-    styles = STYLIZE["styles"]
-    return {"builtin": f"{DATA}/styles", "paper_data": f"{PAPER_DATA}/styles"}.get(styles, styles)
-
-
-def adain_weight_paths():
-    """Configured weight files, or the ones the download rule fetches."""
-    return (
-        ADAIN["encoder_path"] or "resources/adain/vgg_normalised.pth",
-        ADAIN["decoder_path"] or "resources/adain/decoder.pth",
-    )
-
-
-def stylized_inputs(wildcards):
-    inputs = {"subset": f"{DATA}/{wildcards.subset}"}
-    if USES_ADAIN:
-        inputs["encoder"], inputs["decoder"] = adain_weight_paths()
-        inputs["styles"] = style_folder()  # a user folder too: replacing it reruns the stylized sets
-    return inputs
-
-
-def fewshot_inputs(wildcards):
-    """A few-shot set taken from the paper's published data reads its verified folder."""
-    paper_set = PAPER_FEWSHOT.get(wildcards.fewshot)
-    return {"paper": f"{PAPER_DATA}/{fewshot_part(paper_set)}"} if paper_set else {}
-
-
-def stylized_options():
-    """The stylize values a stylized job of this method uses (AdaIN weights and styles are inputs)."""
-    if not USES_ADAIN:
-        return {key: STYLIZE[key] for key in ("method", "per_class", "seed")}
-    return {key: STYLIZE[key] for key in ("method", "alpha", "image_size", "style_size", "crop", "seed")}
 
 
 rule subset:
@@ -78,6 +26,8 @@ rule subset:
     benchmark:
         f"{RESULTS}/benchmarks/subset_{{subset}}.tsv"
     threads: 2
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_subset.py"
 
@@ -99,6 +49,8 @@ rule fewshot:
     benchmark:
         f"{RESULTS}/benchmarks/fewshot_{{fewshot}}.tsv"
     threads: 2
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_fewshot.py"
 
@@ -113,6 +65,8 @@ rule paper_data:
     log:
         "logs/paper_data/{part}.log",
     threads: 2
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/fetch_paper_data.py"
 
@@ -127,6 +81,8 @@ rule builtin_styles:
     log:
         f"{LOGS}/data/builtin_styles.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_builtin_styles.py"
 
@@ -144,6 +100,8 @@ rule adain_weights:
     log:
         "logs/adain_weights.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/download_adain_weights.py"
 
@@ -167,6 +125,8 @@ rule stylized:
     threads: 2
     resources:
         gpu=1 if USES_ADAIN else 0,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_stylized.py"
 

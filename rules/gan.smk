@@ -10,27 +10,7 @@ GAN_CLASSIFIER = GAN["eval"]["feature_extractor"] == "classifier"
 GAN_TRAIN_PARAMS = {key: value for key, value in GAN.items() if key not in ("seeds", "eval", "topk_fraction")}
 
 
-def gan_topk_fraction(wildcards):
-    """This job's Top-K fraction: the set's value for the Top-K variant, None for the baseline."""
-    return GAN["topk_fraction"][wildcards.fewshot] if wildcards.gan_variant == "fastgan_topk" else None
-
-
 GAN_FID_DURING_TRAINING = GAN["rollback"]["enabled"]
-
-
-def gan_train_inputs(wildcards):
-    """The few-shot set; with FID during training (the paper's rollback) also the classifier extractor."""
-    inputs = {"images": f"{DATA}/fewshot/{wildcards.fewshot}"}
-    if GAN_FID_DURING_TRAINING and GAN_CLASSIFIER:
-        inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
-    return inputs
-
-
-def gan_eval_inputs(wildcards):
-    inputs = {"generator": GAN_RUN.format(**wildcards) + "/generator_ema.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}"}
-    if GAN_CLASSIFIER:
-        inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
-    return inputs
 
 
 rule gan_train:
@@ -52,6 +32,8 @@ rule gan_train:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/train_gan.py"
 
@@ -71,6 +53,8 @@ rule gan_eval:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/eval_gan.py"
 
@@ -81,11 +65,11 @@ rule table2:
         previews=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{GAN['seeds'][0]}/preview.png", fewshot=FEWSHOT, gan_variant=GAN_VARIANTS),
         reference=PAPER_REFERENCE,
     output:
-        csv=f"{RESULTS}/tables/table2.csv",
+        csv=report(f"{RESULTS}/tables/table2.csv", caption="../report/table2.rst", category="Table 2"),
         md=f"{RESULTS}/tables/table2.md",
         tex=f"{RESULTS}/tables/table2.tex",
         json=f"{RESULTS}/tables/table2.json",
-        samples=f"{RESULTS}/figures/fewshot_samples.png",
+        samples=report(f"{RESULTS}/figures/fewshot_samples.png", caption="../report/fewshot_samples.rst", category="Table 2"),
     params:
         title=f"Table 2 ({EXP})",
         gan=GAN,
@@ -93,6 +77,8 @@ rule table2:
     log:
         f"{LOGS}/table2.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_table2.py"
 

@@ -1,30 +1,7 @@
 # Figures 4 and 5: Top-K at inference on the cue-conflict benchmark, swept over K and mode.
-from topkshape.shape_bias.tags import TRAINED_PREFIX
 
 SB = config["shape_bias"]
 SB_RAW = f"{RESULTS}/shape_bias/raw/cue-conflict_{{model}}-{{tag}}_session-1.csv"
-
-
-def cue_conflict_folder():
-    """The stimuli: a user folder, the paper's published files (rule paper_data), or the archive's."""
-    opts = SB["cue_conflict"]
-    return {"folder": opts["path"], "paper_data": f"{PAPER_DATA}/cue-conflict"}.get(opts["source"], f"{DATA}/cue-conflict")
-
-
-def human_folder():
-    opts = SB["humans"]
-    return {"none": None, "folder": opts["path"], "download": f"{DATA}/humans"}[opts["source"]]
-
-
-def cue_conflict_inputs(wildcards):
-    """Trained models read their own subset's cue-conflict set; ImageNet models the stimuli."""
-    if wildcards.model.startswith(TRAINED_PREFIX):
-        subset = wildcards.model[len(TRAINED_PREFIX):]
-        return {
-            "images": f"{DATA}/{subset}-stylized",
-            "checkpoint": f"{RESULTS}/train/{subset}/baseline/seed{SEEDS[0]}/model.pt",
-        }
-    return {"images": cue_conflict_folder()}
 
 
 rule cue_conflict_images:
@@ -37,6 +14,8 @@ rule cue_conflict_images:
     log:
         f"{LOGS}/shape_bias/cue_conflict_images.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/fetch_cue_conflict.py"
 
@@ -50,13 +29,10 @@ rule human_decisions:
     log:
         f"{LOGS}/shape_bias/human_decisions.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/fetch_human_decisions.py"
-
-
-def imagenet_only(value):
-    """A param that only torchvision models use: a trained model's job does not depend on it."""
-    return lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else value
 
 
 # One job per model: the model is loaded and the stimuli decoded once, then every setting of
@@ -79,6 +55,8 @@ rule cue_conflict_eval:
     threads: SB["threads"]
     resources:
         gpu=1,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/eval_cue_conflict.py"
 
@@ -88,11 +66,11 @@ rule shape_bias_report:
         raw=expand(SB_RAW, model=SB["models"], tag=SB_TAGS),
         humans=[human_folder()] if SB["humans"]["source"] == "download" else [],
     output:
-        csv=f"{RESULTS}/tables/shape_bias.csv",
+        csv=report(f"{RESULTS}/tables/shape_bias.csv", caption="../report/shape_bias_table.rst", category="Figures 4-5"),
         md=f"{RESULTS}/tables/shape_bias.md",
-        overall_png=f"{RESULTS}/figures/shape_bias_overall.png",
+        overall_png=report(f"{RESULTS}/figures/shape_bias_overall.png", caption="../report/shape_bias_overall.rst", category="Figures 4-5"),
         overall_pdf=f"{RESULTS}/figures/shape_bias_overall.pdf",
-        per_class_png=f"{RESULTS}/figures/shape_bias_per_class.png",
+        per_class_png=report(f"{RESULTS}/figures/shape_bias_per_class.png", caption="../report/shape_bias_per_class.rst", category="Figures 4-5"),
         per_class_pdf=f"{RESULTS}/figures/shape_bias_per_class.pdf",
     params:
         humans=human_folder(),
@@ -102,5 +80,7 @@ rule shape_bias_report:
     log:
         f"{LOGS}/shape_bias/report.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_shape_bias_report.py"

@@ -6,21 +6,14 @@ MASK_SUBSET = TX["mask_dynamics"]["subset"] or SUBSETS[0]
 GAN_MASK_SET = FEWSHOT[0] if FEWSHOT else "none"
 
 
-def texture_inputs(wildcards):
-    inputs = {"targets": f"{DATA}/fewshot/{TX['targets']}"}
-    if TX_TRAINED:
-        inputs["checkpoint"] = f"{RESULTS}/train/{TX['feature_net'][len('trained_'):]}/baseline/seed{SEEDS[0]}/model.pt"
-    return inputs
-
-
 rule texture_synthesis:
     input:
         unpack(texture_inputs),
     output:
-        csv=f"{RESULTS}/tables/texture_synthesis.csv",
-        synthesis_png=f"{RESULTS}/figures/texture_synthesis.png",
+        csv=report(f"{RESULTS}/tables/texture_synthesis.csv", caption="../report/texture_synthesis_table.rst", category="Figures 2-3, 8"),
+        synthesis_png=report(f"{RESULTS}/figures/texture_synthesis.png", caption="../report/texture_synthesis.rst", category="Figures 2-3, 8"),
         synthesis_pdf=f"{RESULTS}/figures/texture_synthesis.pdf",
-        reconstruction_png=f"{RESULTS}/figures/reconstruction.png",
+        reconstruction_png=report(f"{RESULTS}/figures/reconstruction.png", caption="../report/reconstruction.rst", category="Figures 2-3, 8"),
         reconstruction_pdf=f"{RESULTS}/figures/reconstruction.pdf",
     params:
         # The synthesis settings; mask_dynamics is the trainers' business and must not rerun this.
@@ -34,6 +27,8 @@ rule texture_synthesis:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/texture_synthesis.py"
 
@@ -43,13 +38,15 @@ rule mask_dynamics:
         # masks.pt is written beside the Top-K run's summary by the train rule.
         summary=f"{RESULTS}/train/{MASK_SUBSET}/topk/seed{SEEDS[0]}/summary.json",
     output:
-        png=f"{RESULTS}/figures/topk_mask_dynamics.png",
+        png=report(f"{RESULTS}/figures/topk_mask_dynamics.png", caption="../report/topk_mask_dynamics.rst", category="Figures 2-3, 8"),
         pdf=f"{RESULTS}/figures/topk_mask_dynamics.pdf",
     params:
         title=f"Top-K masks during training ({MASK_SUBSET}, epochs)",
     log:
         f"{LOGS}/texture/mask_dynamics.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/mask_dynamics.py"
 
@@ -59,12 +56,14 @@ rule gan_mask_dynamics:
         # masks.pt is written beside the Top-K GAN run's generator by the gan_train rule.
         generator=f"{RESULTS}/gan/{GAN_MASK_SET}/fastgan_topk/seed{config['gan']['seeds'][0]}/generator_ema.pt",
     output:
-        png=f"{RESULTS}/figures/gan_topk_mask_dynamics.png",
+        png=report(f"{RESULTS}/figures/gan_topk_mask_dynamics.png", caption="../report/gan_topk_mask_dynamics.rst", category="Figures 2-3, 8"),
         pdf=f"{RESULTS}/figures/gan_topk_mask_dynamics.pdf",
     params:
         title=f"FastGAN Top-K masks during training ({GAN_MASK_SET}, iterations)",
     log:
         f"{LOGS}/texture/gan_mask_dynamics.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/gan_mask_dynamics.py"

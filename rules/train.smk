@@ -24,6 +24,8 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/train_classifier.py"
 
@@ -34,13 +36,13 @@ rule table1:
         metrics=expand(f"{RESULTS}/train/{{subset}}/{{variant}}/seed{{seed}}/metrics.csv", subset=SUBSETS, variant=VARIANTS, seed=SEEDS),
         reference=PAPER_REFERENCE,
     output:
-        csv=f"{RESULTS}/tables/table1.csv",
+        csv=report(f"{RESULTS}/tables/table1.csv", caption="../report/table1.rst", category="Table 1"),
         md=f"{RESULTS}/tables/table1.md",
         tex=f"{RESULTS}/tables/table1.tex",
         json=f"{RESULTS}/tables/table1.json",
-        figure_png=f"{RESULTS}/figures/table1.png",
+        figure_png=report(f"{RESULTS}/figures/table1.png", caption="../report/table1_figure.rst", category="Table 1"),
         figure_pdf=f"{RESULTS}/figures/table1.pdf",
-        curves_png=f"{RESULTS}/figures/table1_training_curves.png",
+        curves_png=report(f"{RESULTS}/figures/table1_training_curves.png", caption="../report/table1_training_curves.rst", category="Table 1"),
         curves_pdf=f"{RESULTS}/figures/table1_training_curves.pdf",
     params:
         title=f"Table 1 ({EXP}: {config['train']['arch']}, {config['data']['source']} data)",
@@ -50,6 +52,8 @@ rule table1:
     log:
         f"{LOGS}/table1.log",
     threads: 1
+    conda:
+        "../environment.yml"
     script:
         "../workflow_scripts/make_table1.py"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from workflow_support import TINY_DEFAULT, copy_workflow, snakemake, write_config
 
 pytestmark = pytest.mark.slow

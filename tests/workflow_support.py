@@ -14,7 +14,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config", "profiles")
+WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "config", "profiles", "environment.yml", "report")
 
 # The default configuration shrunk so that a training target takes seconds (write_config keys).
 TINY_DEFAULT = dict(

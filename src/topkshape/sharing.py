@@ -48,9 +48,12 @@ def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
     outs = {name: _paths(stage.get("outs")) for name, stage in stages.items()}
     producer = {path: name for name, paths in outs.items() for path in paths}
     exists = {path: (root / path).exists() for path in producer}
+    metadata = METADATA.as_posix()
     missing: list[str] = []
     for name, stage in stages.items():
-        present = [p for p in outs[name] if exists[p]]
+        # Snakemake's job records are pulled on their own (restore_mtimes needs them): they do
+        # not make the rest of their stage's outputs necessary.
+        present = [p for p in outs[name] if exists[p] and p != metadata]
         if not present:
             continue
         missing += [p for p in outs[name] if not exists[p]]
@@ -60,7 +63,6 @@ def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
                 if inside and producer[path] != name and not exists[path]:
                     missing.append(path)
     # Without Snakemake's metadata the pulled files' times cannot be restored (restore_mtimes).
-    metadata = METADATA.as_posix()
     if missing and metadata in exists and not exists[metadata]:
         missing.append(metadata)
     return sorted(set(missing))

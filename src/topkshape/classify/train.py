@@ -63,6 +63,7 @@ class TrainSettings:
     arch: str = "resnet18_cifar"
     variant: str = "topk"
     topk_fraction: float = 0.2
+    ties: str = "keep"
     epochs: int = 50
     batch_size: int = 32
     lr: float = 0.1
@@ -92,7 +93,7 @@ def build_classifier(settings: TrainSettings, num_classes: int) -> nn.Module:
     if settings.arch == "resnet18_cifar":
         kwargs.update(input_size=settings.image_size, width=settings.width)
     fraction = settings.topk_fraction if mode else None
-    return build_model(settings.arch, fraction=fraction, mode=mode or "topk", **kwargs)
+    return build_model(settings.arch, fraction=fraction, mode=mode or "topk", ties=settings.ties, **kwargs)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -182,6 +182,7 @@ def make_stylized(
     from topkshape.stylize.adain import AdaINStylizer
     from topkshape.stylize.folder import list_style_images, stylize_image_folder
 
+    torch.set_num_threads(threads)  # the rule's threads, not every core of the node
     device = "cuda" if torch.cuda.is_available() else "cpu"
     stylizer = AdaINStylizer.from_files(encoder_path, decoder_path, device=device)
     stylize_image_folder(

@@ -202,7 +202,8 @@ def _load_classifier(model_path: str | Path) -> nn.Module:
     settings = state["settings"]
     mode = VARIANT_MODES[settings["variant"]]
     fraction = settings["topk_fraction"] if mode else None
-    model, _ = load_trained_classifier(model_path, fraction, mode or "topk", state=state)
+    # Evaluated with Top-K as it was trained, tie rule included (older files: "keep").
+    model, _ = load_trained_classifier(model_path, fraction, mode or "topk", ties=settings.get("ties"), state=state)
     return model
 
 

@@ -1,0 +1,12 @@
+# Provenance shared by every stage: what software and device produced the results.
+
+rule environment:
+    output:
+        report("results/environment.txt", caption="../report/environment.rst", category="Provenance"),
+    log:
+        "logs/environment.log",
+    threads: 1
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/record_environment.py"
