@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (the trainer's train.compile switch)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,7 +133,7 @@ def main() -> None:
         hardware = f"CPU {cpu_model()}"
     print(f"{hardware}; {torch.get_num_threads()} torch threads; torch {torch.__version__}; python {platform.python_version()}", flush=True)
     print(f"resnet18_cifar (paper Table 1), {args.size} px, batch {args.batch}, Top-K {args.fraction:.0%} after layer2; "
-          f"{'bf16 autocast, channels_last' if device.type == 'cuda' else 'float32'}; median of {args.steps} interleaved steps each after {args.warmup} warm-up", flush=True)
+          f"{'bf16 autocast, channels_last' if device.type == 'cuda' else 'float32'}{', torch.compile' if args.compile else ''}; median of {args.steps} interleaved steps each after {args.warmup} warm-up", flush=True)
 
     def build(with_topk: bool) -> nn.Module:
         torch.manual_seed(0)
@@ -143,7 +144,9 @@ def main() -> None:
 
     topk_model = build(True)
     assert topk_layers(topk_model), "the model has no Top-K layer"
-    topk_step, plain_step = make_step(topk_model, device, args.batch, args.size), make_step(build(False), device, args.batch, args.size)
+    plain_model = build(False)
+    stepped = (torch.compile(topk_model), torch.compile(plain_model)) if args.compile else (topk_model, plain_model)
+    topk_step, plain_step = make_step(stepped[0], device, args.batch, args.size), make_step(stepped[1], device, args.batch, args.size)
     time_steps(topk_step, device, 0, args.warmup)
     time_steps(plain_step, device, 0, args.warmup)
     # Interleaved, so that load from other processes (a shared machine) hits both alike.

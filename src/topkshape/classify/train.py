@@ -64,6 +64,7 @@ class TrainSettings:
     variant: str = "topk"
     topk_fraction: float = 0.2
     ties: str = "keep"
+    compile: bool = False
     epochs: int = 50
     batch_size: int = 32
     lr: float = 0.1
@@ -195,6 +196,8 @@ def train_classifier(
         recorder.masks = dict(state.get("masks", {})) if state is not None else {}
         if start_epoch == 0:
             recorder.record(0)
+    # torch.compile (train.compile) for the training steps only; the weights stay those of `model`.
+    step_model = torch.compile(model) if settings.compile else model
     clean_loader = _loader(clean_set, settings, shuffle=False, workers=workers)
     stylized_loader = _loader(stylized_set, settings, shuffle=False, workers=workers)
     for epoch in range(start_epoch, settings.epochs):
@@ -214,7 +217,7 @@ def train_classifier(
                 images = images.to(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
+                logits = step_model(images)
                 loss = criterion(logits, labels)
             loss.backward()
             optimizer.step()
@@ -320,7 +323,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(name)
     defaults = TrainSettings()
     for field in dataclasses.fields(TrainSettings):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+        default = getattr(defaults, field.name)
+        # bool("False") is True: parse booleans by their spelling.
+        kind = (lambda text: text.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
