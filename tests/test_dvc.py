@@ -88,6 +88,8 @@ def test_dvc_repro_in_a_fresh_clone_builds_both_tables_and_a_second_repro_does_n
     assert "ResNet-18 w. Top-K during training" in (tables / "table1.md").read_text()
     assert "FastGAN w. Top-K (ours)" in (tables / "table2.md").read_text()
     assert (work / "dvc.lock").is_file()
+    metrics = _run([DVC, "metrics", "show", "--json"], work).stdout
+    assert "S1/topk/stylized" in metrics and "hexagon/fastgan_topk/fid" in metrics
     second = _run([DVC, "repro"], work)
     assert "Running stage" not in second.stdout
     assert "up to date" in _run([DVC, "status"], work).stdout
