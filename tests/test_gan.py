@@ -32,13 +32,7 @@ TINY = GanSettings(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small ops gain little from threads, and spinning threads stall on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,7 @@ TINY = GanSettings(im_size=64, nz=16, ngf=8, ndf=8, batch_size=4, iterations=3, 
 FIDS = [10.0, 11.0, 12.0, 9.0, 9.5]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

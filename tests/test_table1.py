@@ -451,3 +451,17 @@ def test_welch_rows_follow_the_subset_order_and_print_tiny_p_and_zero_spread_as_
     t, p = _welch_by_hand([50.0, 51.0, 52.0], [10.0, 11.0, 12.0])  # t = 40 / sqrt(1/3 + 1/3) = 49.0
     assert p < 1e-4 and f"| S2 | topk - baseline | +40.0 | {t:.2f} | {p:.3g} | 3 vs 3 |" in lines
     assert "e-0" in f"{p:.3g}"
+
+
+def test_table_json_carries_the_given_provenance_beside_unchanged_metrics(tmp_path):
+    plain = {k: tmp_path / f"plain.{k}" for k in ("csv", "md", "tex", "json")}
+    stamped = {k: tmp_path / f"stamped.{k}" for k in ("csv", "md", "tex", "json")}
+    runs = _small_runs(tmp_path)
+    table1.write_table1(runs, None, plain, "T")
+    record = {"params": {"train": {"epochs": 3}}, "git": {"commit": "abc", "dirty": False}}
+    table1.write_table1(runs, None, stamped, "T", provenance=record)
+    metrics = json.loads(plain["json"].read_text())
+    with_record = json.loads(stamped["json"].read_text())
+    assert "provenance" not in metrics
+    assert with_record.pop("provenance") == record
+    assert with_record == metrics

@@ -1,7 +1,6 @@
 """Snakemake script: aggregate the FastGAN runs into Table 2 and the sample grid."""
 
 from topkshape.provenance import provenance_record
-from topkshape.report.files import stamp_provenance
 from topkshape.report.table2 import sample_grid, write_table2
 from topkshape.workflow import rule_logging
 
@@ -13,6 +12,5 @@ with rule_logging(sm.log[0], "table2"):
             f"KID subset size {ev['kid_subset_size']}; features: {ev['feature_extractor']}"
             + (" (the Table 1 classifier: an in-domain stand-in, not comparable with Inception FIDs)" if ev["feature_extractor"] == "classifier" else "")
             + f"; generator: {ev['selection']} ({'lowest FID over snapshots, as the paper code' if ev['selection'] == 'best' else 'the EMA generator after the last iteration'}).")
-    write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note)
-    stamp_provenance(sm.output.json, provenance_record({"gan": gan}))
+    write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note, provenance=provenance_record({"gan": gan}))
     sample_grid(sm.input.previews, [sm.output.samples])

@@ -48,6 +48,7 @@ from topkshape.classify.evaluate import cue_conflict_scores, predict
 from topkshape.errors import ConfigError, InputDataError
 from topkshape.mask_recording import MaskRecorder
 from topkshape.models import build_model, topk_layers
+from topkshape.params import settings_from_params
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,7 @@ class TrainSettings:
     @classmethod
     def from_params(cls, params: dict[str, Any], *, variant: str, seed: int) -> TrainSettings:
         """Settings from the workflow's ``train`` params (unknown keys such as ``threads`` ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"variant", "seed"}
-        return cls(variant=variant, seed=seed, **{k: v for k, v in params.items() if k in names})
+        return settings_from_params(cls, params, variant=variant, seed=seed)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANT_MODES:

@@ -10,6 +10,7 @@ from topkshape.errors import ConfigError
 from topkshape.gan.diffaug import parse_policy
 from topkshape.gan.fastgan import IMAGE_SIZES, Generator
 from topkshape.ops import check_fraction, check_ties
+from topkshape.params import settings_from_params
 
 RECON_LOSSES = ("l1", "mse", "lpips")
 RESIZE_MODES = ("center_crop", "stretch")
@@ -90,10 +91,7 @@ class GanSettings:
     @classmethod
     def from_params(cls, params: dict[str, Any], **overrides: Any) -> GanSettings:
         """Settings from the workflow's ``gan`` params plus per-job values (seed, Top-K fraction)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in params.items() if k in names}
-        values.update(overrides)
-        return cls(**values)
+        return settings_from_params(cls, params, **overrides)
 
     def __post_init__(self) -> None:
         if isinstance(self.rollback, dict):  # from a config section or a saved run's settings

@@ -13,8 +13,15 @@ import pandas as pd
 from topkshape.atomic import atomic_file
 
 
-def write_table_files(table: pd.DataFrame, keys: Sequence[str], markdown: str, latex: str, out: dict[str, Any]) -> None:
-    """``csv``, ``md``, ``tex`` and ``json`` (DVC metrics keyed ``<key>/<key>/.../<metric>``: mean, std)."""
+def write_table_files(
+    table: pd.DataFrame, keys: Sequence[str], markdown: str, latex: str, out: dict[str, Any],
+    *, provenance: dict[str, Any] | None = None,
+) -> None:
+    """``csv``, ``md``, ``tex`` and ``json`` (DVC metrics keyed ``<key>/<key>/.../<metric>``: mean, std).
+
+    ``provenance`` (config values, git commit, packages, device) goes into the json under its
+    own key beside the metrics, so a reader can audit the table without the logs.
+    """
     with atomic_file(out["csv"]) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_file(out["md"]) as tmp:
@@ -28,17 +35,8 @@ def write_table_files(table: pd.DataFrame, keys: Sequence[str], markdown: str, l
         }
         for row in table.to_dict("records")
     }
+    if provenance is not None:
+        metrics["provenance"] = provenance
     with atomic_file(Path(out["json"])) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
 
-
-def stamp_provenance(json_path: str | Path, record: dict[str, Any]) -> None:
-    """Add ``provenance`` (config values, git commit, packages, device) to a table's json.
-
-    The json stays a DVC metrics file: the record sits under one key beside the metrics.
-    """
-    path = Path(json_path)
-    data = json.loads(path.read_text())
-    data["provenance"] = record
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))

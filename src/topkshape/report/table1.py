@@ -172,7 +172,10 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table1(summary_paths: Iterable[str | Path], reference_path: str | Path | None, out: dict[str, str | Path], title: str) -> pd.DataFrame:
+def write_table1(
+    summary_paths: Iterable[str | Path], reference_path: str | Path | None, out: dict[str, str | Path], title: str,
+    *, provenance: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """Write ``csv``, ``md``, ``tex`` and ``json`` (DVC metrics) outputs; return the long table."""
     runs = load_runs(summary_paths)
     reference = None
@@ -181,5 +184,5 @@ def write_table1(summary_paths: Iterable[str | Path], reference_path: str | Path
         reference = {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
     table = aggregate(runs, reference)
     tests = welch_tests(runs)
-    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title), to_latex(table), out)
+    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title), to_latex(table), out, provenance=provenance)
     return table

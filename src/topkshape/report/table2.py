@@ -93,9 +93,11 @@ def sample_grid(previews: Iterable[str | Path], out: Iterable[str | Path]) -> No
             grid.save(tmp, format="PNG")
 
 
-def write_table2(metric_paths, reference_path, out: dict[str, Any], title: str, note: str) -> pd.DataFrame:
+def write_table2(
+    metric_paths, reference_path, out: dict[str, Any], title: str, note: str, *, provenance: dict[str, Any] | None = None
+) -> pd.DataFrame:
     runs = load_runs(metric_paths)
     reference = yaml.safe_load(Path(reference_path).read_text())["table2"] if reference_path else None
     table = aggregate(runs, reference)
-    write_table_files(table, ("class", "variant"), to_markdown(table, title, note), to_latex(table), out)
+    write_table_files(table, ("class", "variant"), to_markdown(table, title, note), to_latex(table), out, provenance=provenance)
     return table
