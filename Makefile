@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model_cost.py
 
 # Mutation testing of the core modules (slow: not part of `make test` or CI). Scores per module;
-# MUTATION_ARGS="--modules src/topkshape/report/table1.py --tests tests/test_table1.py" runs a part.
+# MUTATION_ARGS="--groups table1 ops" runs some of the groups in pyproject.toml.
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q -r requirements-mutation.txt -c requirements-lock.txt
 	nice -n 19 $(BIN)/python tools/mutation.py --survivors $(MUTATION_ARGS)

@@ -107,6 +107,7 @@ localrules:
     adain_weights,
     cue_conflict_images,
     human_decisions,
+    reference_decisions,
     paper_data,
 
 

@@ -78,6 +78,19 @@ def human_folder():
     return {"none": None, "folder": opts["path"], "download": f"{DATA}/humans"}[opts["source"]]
 
 
+def reference_folder():
+    opts = SB["references"]
+    return {"none": None, "folder": opts["path"], "download": f"{DATA}/references"}[opts["source"]]
+
+
+def reference_files():
+    """Figure label -> raw decision file of each reference decision maker (empty when none)."""
+    folder = reference_folder()
+    if folder is None:
+        return {}
+    return {label: f"{folder}/{entry['name']}" for label, entry in SB["references"]["files"].items()}
+
+
 def cue_conflict_inputs(wildcards):
     """Trained models read their own subset's cue-conflict set; ImageNet models the stimuli."""
     if wildcards.model.startswith(TRAINED_PREFIX):
@@ -119,7 +132,7 @@ def gan_train_inputs(wildcards):
 
 
 def gan_eval_inputs(wildcards):
-    inputs = {"generator": f"{GAN_RUN.format(**wildcards)}/generator_ema.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    inputs = {"generator": f"{GAN_RUN.format(**wildcards)}/generator_ema.pt", "initial": f"{GAN_RUN.format(**wildcards)}/generator_init.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}"}
     if GAN_CLASSIFIER:
         inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
     return inputs

@@ -18,6 +18,7 @@ rule gan_train:
         unpack(gan_train_inputs),
     output:
         generator=f"{GAN_RUN}/generator_ema.pt",
+        initial=f"{GAN_RUN}/generator_init.pt",
         losses=f"{GAN_RUN}/losses.csv",
     params:
         gan=GAN_TRAIN_PARAMS,
@@ -70,6 +71,8 @@ rule table2:
         tex=f"{RESULTS}/tables/table2.tex",
         json=f"{RESULTS}/tables/table2.json",
         samples=report(f"{RESULTS}/figures/fewshot_samples.png", caption="../report/fewshot_samples.rst", category="Table 2"),
+        figure_png=report(f"{RESULTS}/figures/table2.png", caption="../report/table2_figure.rst", category="Table 2"),
+        figure_pdf=f"{RESULTS}/figures/table2.pdf",
     params:
         title=f"Table 2 ({EXP})",
         gan=GAN,

@@ -35,6 +35,23 @@ rule human_decisions:
         "../workflow_scripts/fetch_human_decisions.py"
 
 
+# The paper's transformers (ViT-L, CLIP) as reference lines of Figure 4: model-vs-human raw files.
+rule reference_decisions:
+    output:
+        directory(f"{DATA}/references"),
+    params:
+        base_url=SB["references"]["base_url"],
+        files=SB["references"]["files"],
+        require_pinned=REQUIRE_PINNED,
+    log:
+        f"{LOGS}/shape_bias/reference_decisions.log",
+    threads: 1
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/fetch_reference_decisions.py"
+
+
 # One job per model: the model is loaded and the stimuli decoded once, then every setting of
 # the sweep writes its own raw CSV (the same files as one job per setting would).
 rule cue_conflict_eval:
@@ -51,7 +68,7 @@ rule cue_conflict_eval:
     log:
         f"{LOGS}/shape_bias/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/cue_conflict_{{model}}.tsv"
+        f"{RESULTS}/benchmarks/cue_conflict_eval_{{model}}.tsv"
     threads: SB["threads"]
     resources:
         gpu=1,
@@ -65,6 +82,7 @@ rule shape_bias_report:
     input:
         raw=expand(SB_RAW, model=SB["models"], tag=SB_TAGS),
         humans=[human_folder()] if SB["humans"]["source"] == "download" else [],
+        references=[reference_folder()] if SB["references"]["source"] == "download" else [],
     output:
         csv=report(f"{RESULTS}/tables/shape_bias.csv", caption="../report/shape_bias_table.rst", category="Figures 4-5"),
         md=f"{RESULTS}/tables/shape_bias.md",
@@ -72,8 +90,12 @@ rule shape_bias_report:
         overall_pdf=f"{RESULTS}/figures/shape_bias_overall.pdf",
         per_class_png=report(f"{RESULTS}/figures/shape_bias_per_class.png", caption="../report/shape_bias_per_class.rst", category="Figures 4-5"),
         per_class_pdf=f"{RESULTS}/figures/shape_bias_per_class.pdf",
+        sweep_csv=report(f"{RESULTS}/tables/shape_bias_sweep.csv", caption="../report/shape_bias_sweep.rst", category="Figures 4-5"),
+        vs_k_png=report(f"{RESULTS}/figures/shape_bias_vs_k.png", caption="../report/shape_bias_vs_k.rst", category="Figures 4-5"),
+        vs_k_pdf=f"{RESULTS}/figures/shape_bias_vs_k.pdf",
     params:
         humans=human_folder(),
+        references=reference_files(),
         experiment=EXP,
         bootstrap_samples=SB["bootstrap_samples"],
         chance_alpha=SB["chance_alpha"],

@@ -1,8 +1,11 @@
-"""DVC out of the box: `dvc repro` in a fresh clone, reruns after a param edit only, and sharing
-results through a remote so that a colleague's clone recomputes nothing."""
+"""DVC out of the box: `dvc repro` in a fresh clone, reruns after a param edit only, sharing
+results through a remote so that a colleague's clone recomputes nothing, `dvc plots show` of the
+training curves and the K sweep, and an experiment with another Top-K fraction beside the workspace."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -13,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_support import ROOT, TINY_DEFAULT, copy_workflow, write_config
 
 pytestmark = pytest.mark.slow
@@ -33,6 +35,9 @@ ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH'
 DVC = str(BIN / "dvc")
 SNAKEMAKE = str(BIN / "snakemake")
 GIT_USER = ["-c", "user.email=t@example.org", "-c", "user.name=t"]
+# `dvc exp run` commits the experiment itself: it needs an identity as much as git does.
+GIT_IDENTITY = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in (("NAME", "t"), ("EMAIL", "t@example.org"))}
+VARIANTS = ("baseline", "topk", "topk_mean_rpl")  # the Snakefile's VARIANTS
 
 
 def _run(cmd, cwd, env=ENV, check=True):
@@ -158,3 +163,81 @@ def test_after_editing_train_epochs_dvc_repro_retrains_and_table1_changes(built)
     assert "epochs: 2" in (work / "dvc.lock").read_text()
     # The GAN stage reruns its evaluation (the FID classifier changed) but retrains no generator.
     assert [p.stat().st_mtime_ns for p in generators] == generator_times
+
+
+def _plot_files(plots: list) -> dict[str, set]:
+    """Data file -> the fields that dvc.yaml's top-level plots draw from it."""
+    files: dict[str, set] = {}
+    for plot in plots:
+        if isinstance(plot, dict):
+            (props,) = plot.values()
+            for path, fields in (props.get("y") or {}).items():
+                files.setdefault(path, set()).update([fields] if isinstance(fields, str) else fields)
+    return files
+
+
+def test_dvc_plots_name_every_training_run_and_sweep_column_of_the_default_config():
+    """dvc.yaml lists each plotted file (DVC has no globs): the lists must match what `snakemake all` writes."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    files = _plot_files(yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"])
+    results = f"results/{config['experiment']}"
+    runs = {f"{results}/train/{subset}/{variant}/seed{seed}/metrics.csv" for subset in config["data"]["subsets"]
+            for variant in VARIANTS for seed in config["train"]["seeds"]}
+    assert {path for path in files if path.endswith("metrics.csv")} == runs
+    assert all(files[path] == {"clean_acc", "stylized_acc", "train_loss"} for path in runs)
+    sb = config["shape_bias"]
+    columns = {f"{model} {mode}" for model in sb["models"] for mode in [*sb["modes"], "plain"]}
+    assert files[f"{results}/tables/shape_bias_sweep.csv"] == columns
+
+
+def test_dvc_plots_show_draws_the_training_curves_and_shape_bias_against_k(built):
+    work = built["work"]
+    _run([DVC, "plots", "show"], work)
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert "No plots were loaded" not in page
+    for plot in ("training_S1_clean_acc", "training_S2_stylized_acc", "shape_bias_vs_k"):
+        assert plot in page, plot
+    # The data are in the page: each run's metrics file (named below the plot's common folder) and each setting.
+    assert "topk_mean_rpl/seed2/metrics.csv" in page and "trained_S1 non_topk" in page
+    shown = json.loads(_run([DVC, "plots", "show", "--json"], work).stdout)
+    assert not shown.get("errors"), shown["errors"]
+    plots = shown["data"]
+    curves = plots["training_S1_clean_acc"][0]["content"]["data"]["values"]
+    assert {row["filename"] for row in curves} == {f"{v}/seed{s}/metrics.csv" for v in VARIANTS for s in (0, 1, 2)}
+    assert all(0 <= float(row["clean_acc"]) <= 1 for row in curves)
+    sweep = plots["shape_bias_vs_k"][0]["content"]["data"]["values"]
+    assert {float(row["K_percent"]) for row in sweep} == {100 * f for f in TINY["shape_bias__fractions"]}
+    assert {row["field"] for row in sweep} >= {"trained_S1 topk", "trained_S2 non_topk", "trained_S2 plain"}
+    images = {name for name, items in plots.items() if items[0]["type"] == "image"}
+    assert images == {f"results/default/figures/{n}.png" for n in ("shape_bias_vs_k", "table1", "table2")}
+    assert len(list((work / "dvc_plots" / "static").glob("*.png"))) == 3
+
+
+def test_dvc_experiment_with_another_topk_fraction_is_shown_beside_the_commit(built):
+    """`dvc exp run -S config.yaml:train.topk_fraction=0.1` (the params file is config.yaml, not DVC's
+    default params.yaml) retrains through the same stages; `dvc exp show` compares it with the commit."""
+    work = built["work"]
+    env = {**ENV, **GIT_IDENTITY}
+    _run(["git", "add", "-A"], work)
+    _run(["git", *GIT_USER, "commit", "-q", "--allow-empty", "-m", "before the experiment"], work)
+    committed = yaml.safe_load((work / "config.yaml").read_text())["train"]["topk_fraction"]
+    assert committed != 0.1
+    run = _run([DVC, "exp", "run", "-n", "k10", "-S", "config.yaml:train.topk_fraction=0.1", "table1"], work, env=env)
+    assert "Running stage 'train'" in run.stdout and "Running stage 'table1'" in run.stdout
+    summary = json.loads((work / "results" / "default" / "train" / "S1" / "topk" / "seed0" / "summary.json").read_text())
+    assert summary["settings"]["topk_fraction"] == 0.1
+
+    rows = list(csv.DictReader(io.StringIO(_run([DVC, "exp", "show", "--csv"], work, env=env).stdout)))
+    experiment = next(row for row in rows if row["Experiment"] == "k10")
+    workspace = next(row for row in rows if row["rev"] == "workspace")
+    commit = next(row for row in rows if row["typ"] == "baseline" and row["rev"] != "workspace")
+    assert float(experiment["train.topk_fraction"]) == float(workspace["train.topk_fraction"]) == 0.1
+    assert float(commit["train.topk_fraction"]) == committed
+    # Each Table 1 was made from its own fraction (the metrics file records it), and its numbers are shown.
+    assert float(experiment["provenance.params.train.topk_fraction"]) == 0.1
+    assert float(commit["provenance.params.train.topk_fraction"]) == committed
+    assert experiment["S1/topk/stylized.mean"] and commit["S1/topk/stylized.mean"]
+
+    # The plots of both revisions side by side.
+    diff = json.loads(_run([DVC, "plots", "diff", "HEAD", "--json"], work).stdout)
+    assert {row["rev"] for row in diff["data"]["training_S1_clean_acc"][0]["content"]["data"]["values"]} == {"HEAD", "workspace"}

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "topkshape"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"atomic", "gpu_slots", "reference", "provenance", "sharing", "params"},
-    {"checkpoint", "download", "ops", "workflow"},
+    {"checkpoint", "download", "ops", "workflow", "slurm_resources"},
     {"models", "paper_data", "stylize"},
     {"mask_recording", "data"},
     {"classify"},

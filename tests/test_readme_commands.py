@@ -44,6 +44,8 @@ PARSE_ONLY = {
     "fetch": "downloads from the remote: no dry run",
     "add": "hashes and caches the whole folder (ImageNet: hours): no dry run",
     "gc": "deletes cache files: no dry run",
+    "plots": "draws result files that a fresh clone lacks; tests/test_dvc.py renders them after a tiny dvc repro",
+    "exp": "runs or compares experiments (training): no dry run; tests/test_dvc.py runs one on a tiny config",
 }
 
 

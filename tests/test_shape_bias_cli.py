@@ -121,3 +121,68 @@ def test_bad_inputs_give_no_traceback_in_a_real_process(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [f"topkshape: {empty}: empty file; expected a CSV with the header {HEADER}"]
+
+
+def test_output_under_a_file_or_a_per_class_folder_is_one_line_before_any_work(tmp_path, capsys):
+    raw = write_rows(tmp_path / "a.csv", ROWS)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    code, err = run_cli(capsys, "--raw-csv", raw, "--out", blocker / "sb.csv")
+    assert code == 1 and err == [f"topkshape: --out {blocker / 'sb.csv'}: {blocker} is a file, not a folder"]
+    code, err = run_cli(capsys, "--raw-csv", raw, "--out", tmp_path / "o.csv", "--per-class", tmp_path)
+    assert code == 1 and err == [f"topkshape: --per-class {tmp_path} is a folder; give a file path such as {tmp_path / 'shape_bias.csv'}"]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "deeper" / "sb.csv"
+    code, err = run_cli(capsys, "--raw-csv", write_rows(tmp_path / "a.csv", ROWS), "--out", out)
+    assert code == 1 and err == [f"topkshape: --out {out}: cannot write (Not a directory)"]
+    code, err = run_cli(capsys, "--raw-csv", tmp_path / "a.csv", "--out", tmp_path / "sb.csv", "--per-class", out)
+    assert code == 1 and err == [f"topkshape: --per-class {out}: cannot write (Not a directory)"]
+
+
+def test_without_per_class_only_the_overall_table_is_written(tmp_path, capsys):
+    out = tmp_path / "sb.csv"
+    code, err = run_cli(capsys, "--raw-csv", write_rows(tmp_path / "a.csv", ROWS[:4]), "--out", out)
+    assert code == 0 and err == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "sb.csv"]
+    assert pd.read_csv(out).iloc[0].tolist() == ["a.csv", 0.5, 0.25, 0.25]
+
+
+def test_debug_mode_raises_the_error_with_its_traceback(tmp_path, capsys, monkeypatch):
+    from topkshape.errors import InputDataError
+
+    monkeypatch.setenv("TOPKSHAPE_DEBUG", "1")
+    with pytest.raises(InputDataError, match="raw decision file not found"):
+        main(["--raw-csv", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")])
+
+
+def test_skipped_rows_are_warned_on_stderr_once_the_librarys_log_record_going_to_no_last_resort_handler(tmp_path, capsys, monkeypatch):
+    import logging
+
+    # Without a handler of its own, the library's warning would reach logging's last-resort
+    # handler and print on stderr a second time (in a real process, where no pytest handler listens).
+    library = logging.getLogger("topkshape.shape_bias.analysis")
+    monkeypatch.setattr(library, "handlers", [])
+    path = write_rows(tmp_path / "p.csv", ROWS[:4] + [("parrot", "cat", "cat1-bird2.png")])
+    code, err = run_cli(capsys, "--raw-csv", path, "--out", tmp_path / "o.csv", "--skip-invalid")
+    assert code == 0 and len(err) == 1 and err[0].startswith(f"topkshape: WARNING: skipped 1 invalid row(s) of {path} (4 scored); first: ")
+    assert [type(h) for h in library.handlers] == [logging.NullHandler]
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split()).replace("optional arguments:", "options:")
+    assert text == (
+        "usage: python -m topkshape.shape_bias [-h] --raw-csv RAW_CSV [RAW_CSV ...] --out OUT [--per-class PER_CLASS] [--skip-invalid] "
+        "Shape bias of raw cue-conflict decision files (model-vs-human format). "
+        "options: -h, --help show this help message and exit "
+        "--raw-csv RAW_CSV [RAW_CSV ...] model-vs-human raw decision CSVs "
+        "--out OUT one row per file "
+        "--per-class PER_CLASS one row per file and shape category "
+        "--skip-invalid drop rows with an unknown category, response or image name (counted, with a warning) instead of failing"
+    )

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image, ImageDraw
@@ -58,9 +59,10 @@ def written(metric_paths, tmp_path):
 
 def test_load_runs_takes_class_variant_and_seed_from_the_path(metric_paths):
     runs = table2.load_runs(reversed(metric_paths))
-    assert list(runs.columns) == ["class", "variant", "seed", "fid", "kid_x1e3"]
-    assert list(runs.itertuples(index=False, name=None))[:3] == [("fish", "fastgan", 3, 50.0, 12.0), ("fish", "fastgan", 4, 54.0, 14.0), ("fish", "fastgan", 5, 61.0, 19.0)]
-    assert len(runs) == 10 and runs.iloc[-1].tolist() == ["jeep", "fastgan_topk", 5, 44.0, 5.5]
+    assert list(runs.columns) == ["class", "variant", "seed", "fid", "kid_x1e3", "fid_init"]
+    assert list(runs.iloc[:, :5].itertuples(index=False, name=None))[:3] == [("fish", "fastgan", 3, 50.0, 12.0), ("fish", "fastgan", 4, 54.0, 14.0), ("fish", "fastgan", 5, 61.0, 19.0)]
+    assert len(runs) == 10 and runs.iloc[-1, :5].tolist() == ["jeep", "fastgan_topk", 5, 44.0, 5.5]
+    assert runs["fid_init"].isna().all()  # metrics written before the FID at initialisation was measured
     assert runs.index.tolist() == list(range(10))  # numbered in sorted order
 
 
@@ -146,6 +148,42 @@ def test_a_missing_variant_prints_dashes(metric_paths):
     assert md[-1] == "| FastGAN w. Top-K (ours) | – | – | – | – | – | – | – | – |"
     tex = table2.to_latex(table).splitlines()
     assert tex[5] == "FastGAN w. Top-K (ours) & -- & -- & -- & -- \\\\"
+
+
+def test_markdown_ends_with_each_runs_final_fid_as_a_fraction_of_its_fid_at_initialisation(tmp_path):
+    paths = []
+    for variant, seed, fid, init in (("fastgan", 1, 6.0, 60.0), ("fastgan", 0, 7.5, 50.0), ("fastgan_topk", 0, 0.9, 45.0)):
+        path = tmp_path / "hexagon" / variant / f"seed{seed}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"fid": fid, "kid_x1e3": 1.0, "fid_init": init}))
+        paths.append(path)
+    out = {k: tmp_path / f"t2.{k}" for k in ("csv", "md", "tex", "json")}
+    table2.write_table2(paths, None, out, "t", "n")
+    tail = out["md"].read_text().split("| FastGAN w. Top-K (ours) |")[1].splitlines()[1:]
+    assert tail == ["", "Final FID ÷ FID of the same generator at initialisation, per seed (smaller: training moved further):", "",
+                    "- hexagon, FastGAN: seed 0: 0.150 (50.0 → 7.5), seed 1: 0.100 (60.0 → 6.0)",
+                    "- hexagon, FastGAN w. Top-K (ours): seed 0: 0.020 (45.0 → 0.9)"]
+
+
+def test_progress_lines_are_sorted_by_class_and_variant_skip_unscored_runs_and_name_unknown_variants():
+    runs = pd.DataFrame([("zebra", "fastgan", 0, 2.0, 1.0, 20.0), ("apple", "my_gan", 1, 3.0, 1.0, 30.0),
+                         ("apple", "fastgan", 0, 1.0, 1.0, None), ("apple", "fastgan", 1, 4.0, 1.0, 40.0)],
+                        columns=["class", "variant", "seed", "fid", "kid_x1e3", "fid_init"])
+    assert table2.training_progress(runs).splitlines()[2:] == [
+        "- apple, FastGAN: seed 1: 0.100 (40.0 → 4.0)", "- apple, my_gan: seed 1: 0.100 (30.0 → 3.0)",
+        "- zebra, FastGAN: seed 0: 0.100 (20.0 → 2.0)"]
+
+
+def test_the_provenance_goes_into_the_json_with_the_metrics(metric_paths, tmp_path):
+    out = {k: tmp_path / f"p.{k}" for k in ("csv", "md", "tex", "json")}
+    table2.write_table2(metric_paths, None, out, "t", "n", provenance={"git": {"commit": "abc123"}})
+    written = json.loads(out["json"].read_text())
+    assert "abc123" in json.dumps(written) and "jeep/fastgan/fid" in written
+
+
+def test_runs_without_a_fid_at_initialisation_add_nothing_below_the_table(written):
+    _, out = written
+    assert out["md"].read_text().rstrip().splitlines()[-1].startswith("| FastGAN w. Top-K (ours) |")
 
 
 def test_dvc_metrics_are_keyed_class_variant_metric(written):

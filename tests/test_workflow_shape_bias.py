@@ -30,6 +30,9 @@ def test_paper_config_plans_one_sweep_job_per_model_with_one_gpu_and_every_setti
     # The paper's own 1,280 stimuli (rule paper_data), not the model-vs-human archive.
     assert counts["paper_data"] == 1 and "cue_conflict_images" not in counts and counts["human_decisions"] == 1
     assert "resources/paper-data/cue-conflict" in plan.stdout.split("rule cue_conflict_eval:")[1].split("\n[")[0]
+    # The paper's ViT-L and CLIP decisions are fetched once, for Figure 4's reference lines.
+    assert counts["reference_decisions"] == 1
+    assert "data/paper/references" in plan.stdout.split("rule shape_bias_report:")[1].split("\n[")[0]
     # A job's block runs up to the next job's timestamp line ("[Wed Nov ...]").
     blocks = [b.split("\n[")[0] for b in plan.stdout.split("rule cue_conflict_eval:")[1:]]
     assert len(blocks) == 2 and all("gpu=1" in block for block in blocks)

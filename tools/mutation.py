@@ -10,12 +10,16 @@ bug the suite would not notice, unless it is *equivalent* (the program behaves t
 
 with timeouts and crashes counted as killed, and mutants no test reaches as survivors.
 
-The run happens in a scratch copy (``build/mutation``: src, tests, config and a pyproject whose
-``[tool.mutmut]`` names the chosen modules and tests), so the work tree is never mutated and
-parts can be run alone::
+Each module group of ``[tool.topkshape.mutation.groups]`` in pyproject.toml (modules and the
+test files written to kill their mutants) runs in a scratch copy of its own
+(``build/mutation/<group>``: src, tests, config and a pyproject whose ``[tool.mutmut]`` names
+that group's modules and tests), so the work tree is never mutated. Per-group test files keep
+the run affordable: mutmut reruns every test that covers a mutated function, and a slow
+end-to-end test covering everything would run for each mutant. Parts can be run alone::
 
+    python tools/mutation.py --groups table1 ops
     python tools/mutation.py --modules src/topkshape/report/table1.py --tests tests/test_table1.py
-    python tools/mutation.py --report-only          # the scores of the last run
+    python tools/mutation.py --report-only          # the scores of the last run of every group
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ UNDETECTED = {0, 5, 33}  # survived, or no test reaches it
 NOT_RUN = {None, 2, 34}  # not checked, interrupted, skipped
 
 
-def mutmut_config() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+def mutation_groups() -> dict[str, dict[str, list[str]]]:
+    """Group name -> {"modules": [...], "tests": [...]}, from pyproject.toml."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["topkshape"]["mutation"]["groups"]
 
 
 def _toml_value(value) -> str:
@@ -127,45 +132,57 @@ def print_report(rows: list[dict], fail_under: float, show_survivors: bool) -> b
     if show_survivors:
         for row in rows:
             for name in row["survivors"]:
-                print(f"survived: {name}   (see: cd build/mutation && mutmut show {name})")
+                print(f"survived: {name}   (see: cd build/mutation/<group> && mutmut show {name})")
     if not ok:
         print(f"some module scores below {fail_under}%: kill the survivors with tests, or list true equivalents in {EQUIVALENT.relative_to(ROOT)}")
     return ok
 
 
+def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children: int, timeout: float | None) -> None:
+    prepare_workdir(workdir, modules, tests)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    command = [str(mutmut), "run", "--max-children", str(max_children)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # Its own session, so that a timeout stops mutmut's workers too.
+    process = subprocess.Popen(command, cwd=workdir, env=env, start_new_session=True)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        print(f"mutmut stopped after {timeout:.0f} s in {workdir}; the scores below cover what it ran")
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = mutmut_config()
+    groups = mutation_groups()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modules", nargs="+", default=config["only_mutate"], help="source files (globs) to mutate")
-    parser.add_argument("--tests", nargs="+", default=config["pytest_add_cli_args_test_selection"], help="test files to run")
-    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "mutation")
+    parser.add_argument("--groups", nargs="+", choices=sorted(groups), default=None, help="module groups to run (default: all)")
+    parser.add_argument("--modules", nargs="+", default=None, help="instead of groups: source files (globs) to mutate")
+    parser.add_argument("--tests", nargs="+", default=None, help="with --modules: the test files to run")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "mutation", help="scratch root: a folder per group, custom/ for --modules")
     parser.add_argument("--max-children", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=None, help="seconds for the whole mutmut run")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds for each mutmut run")
     parser.add_argument("--fail-under", type=float, default=85.0)
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
     parser.add_argument("--survivors", action="store_true", help="list every surviving mutant")
     args = parser.parse_args(argv)
+    if (args.modules is None) != (args.tests is None):
+        parser.error("--modules and --tests go together")
 
-    if not args.report_only:
-        prepare_workdir(args.workdir, args.modules, args.tests)
-        mutmut = Path(sys.executable).with_name("mutmut")
-        command = [str(mutmut), "run", "--max-children", str(args.max_children)]
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-        # Its own session, so that a timeout stops mutmut's workers too.
-        process = subprocess.Popen(command, cwd=args.workdir, env=env, start_new_session=True)
-        try:
-            process.wait(timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            print(f"mutmut stopped after {args.timeout:.0f} s; the scores below cover what it ran")
-    found = results(args.workdir)
-    if not args.report_only:
-        found = {m: codes for m, codes in found.items() if any(fnmatch.fnmatch(m, pattern) for pattern in args.modules)}
+    if args.modules is not None:
+        runs = {None: (args.workdir / "custom", args.modules, args.tests)}
+    else:
+        chosen = args.groups or sorted(groups)
+        runs = {name: (args.workdir / name, groups[name]["modules"], groups[name]["tests"]) for name in chosen}
+    found: dict[str, dict[str, int | None]] = {}
+    for name, (workdir, modules, tests) in runs.items():
+        if not args.report_only:
+            run_mutmut(workdir, modules, tests, args.max_children, args.timeout)
+        found.update({m: codes for m, codes in results(workdir).items() if any(fnmatch.fnmatch(m, pattern) for pattern in modules)})
     if not found:
         print(f"no mutation results in {args.workdir}")
         return 1

@@ -1,7 +1,8 @@
 """Snakemake script: aggregate the FastGAN runs into Table 2 and the sample grid."""
 
 from topkshape.provenance import provenance_record
-from topkshape.report.table2 import sample_grid, write_table2
+from topkshape.report.table2 import load_runs, sample_grid, write_table2
+from topkshape.report.table2_figure import plot_fid_kid
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -12,5 +13,6 @@ with rule_logging(sm.log[0], "table2"):
             f"KID subset size {ev['kid_subset_size']}; features: {ev['feature_extractor']}"
             + (" (the Table 1 classifier: an in-domain stand-in, not comparable with Inception FIDs)" if ev["feature_extractor"] == "classifier" else "")
             + f"; generator: {ev['selection']} ({'lowest FID over snapshots, as the paper code' if ev['selection'] == 'best' else 'the EMA generator after the last iteration'}).")
-    write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note, provenance=provenance_record({"gan": gan}))
+    table = write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note, provenance=provenance_record({"gan": gan}))
+    plot_fid_kid(load_runs(sm.input.metrics), table, [sm.output.figure_png, sm.output.figure_pdf])
     sample_grid(sm.input.previews, [sm.output.samples])

@@ -379,7 +379,7 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
             # AdaIN-stylized images have no texture category in their names: no shape bias to score.
             yield (f"config key 'shape_bias.models': {model!r} is scored on its subset's cue-conflict set, which only "
                    "stylize.method texture_swap writes (AdaIN images carry no texture category)")
-    for part in ("cue_conflict", "humans"):
+    for part in ("cue_conflict", "humans", "references"):
         opts = shape_bias[part]
         if opts["source"] == "folder" and not opts["path"]:
             yield f"config key 'shape_bias.{part}.path': required when shape_bias.{part}.source is folder"

@@ -140,7 +140,7 @@ def _torch_mask(x: Tensor, k: int, exact: bool) -> Tensor:
     if not exact:
         # Raising a zero threshold to the smallest positive value drops exact zeros
         # in the same comparison (see the module docstring).
-        smallest = torch.nextafter(torch.zeros((), dtype=x.dtype, device=x.device), threshold.new_ones(()))
+        smallest = torch.nextafter(threshold.new_zeros(()), threshold.new_ones(()))
         return magnitude >= torch.maximum(threshold, smallest)
     above = magnitude > threshold
     tied = (magnitude == threshold).reshape(n, c, h * w)
@@ -203,7 +203,8 @@ def _mask_rows(bits: np.ndarray, k: int, exact: bool, magnitude_bits: np.integer
         kth = key[:, position].copy()
         # After the partition every entry left of ``position`` is <= the k-th key:
         # the row has more than k entries >= it exactly when one of those equals it.
-        tied = key[:, :position].max(axis=1) == kth if exact and position > 0 else None
+        # (position >= 1: topk_mask answers k >= H*W without selecting.)
+        tied = key[:, :position].max(axis=1) == kth if exact else None
         np.bitwise_and(source, magnitude_bits, out=key)
         if not exact:
             np.maximum(kth, 1, out=kth)  # the zero rule: a zero key never reaches the threshold
@@ -246,12 +247,12 @@ class _MaskedIdentity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(mask)
-        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return torch.where(mask, x, x.new_zeros(()))
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (mask,) = ctx.saved_tensors
-        return torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
+        return torch.where(mask, grad, grad.new_zeros(())), None
 
 
 class _MaskedMean(torch.autograd.Function):
@@ -265,7 +266,7 @@ class _MaskedMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         count = mask.sum(dim=(2, 3), keepdim=True).clamp_min(1)
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        zero = x.new_zeros(())
         # Accumulate in float32 at least: fp16 channel sums overflow easily.
         acc_dtype = torch.promote_types(x.dtype, torch.float32)
         total = torch.where(mask, x, zero).sum(dim=(2, 3), keepdim=True, dtype=acc_dtype)
@@ -276,7 +277,7 @@ class _MaskedMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         mask, count = ctx.saved_tensors
-        zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+        zero = grad.new_zeros(())
         acc_dtype = torch.promote_types(grad.dtype, torch.float32)
         total = torch.where(mask, grad, zero).sum(dim=(2, 3), keepdim=True, dtype=acc_dtype)
         mean_grad = (total / count).to(grad.dtype)

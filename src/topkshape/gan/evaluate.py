@@ -25,7 +25,7 @@ from topkshape.gan.fidelity import (
     register_classifier_extractor,
 )
 from topkshape.gan.sampling import map_real_folder
-from topkshape.gan.train import GENERATOR_EMA, SNAPSHOTS, GanSettings, generate_samples
+from topkshape.gan.train import GENERATOR_EMA, GENERATOR_INIT, SNAPSHOTS, GanSettings, generate_samples
 
 CLASSIFIER_EXTRACTOR = "topkshape-classifier"
 
@@ -84,10 +84,17 @@ def evaluate_run(run_dir: str | Path, real_dir: str | Path, options: dict[str, A
                                      feature_extractor_weights_path=weights))
                 shutil.rmtree(fake)
             scores.append({"generator": path.relative_to(run_dir).as_posix(), **min(tries, key=lambda r: r["fid"])})
+        # The untrained generator, measured as the first sampling above: a final FID means little without it.
+        initial = {}
+        if (run_dir / GENERATOR_INIT).is_file():
+            fake = generate_samples(run_dir / GENERATOR_INIT, options["samples"], Path(tmp) / "fake_init", seed=seed, **sampling)
+            at_init = fid_kid(fake, real, kid_subset_size=options["kid_subset_size"], feature_extractor=extractor,
+                              feature_extractor_weights_path=weights)
+            initial = {"fid_init": at_init["fid"], "kid_x1e3_init": at_init["kid_x1e3"]}
         chosen = min(scores, key=lambda s: s["fid"]) if options["selection"] == "best" else scores[-1]
         preview = generate_samples(run_dir / chosen["generator"], 8, Path(tmp) / "preview", seed=seed + 1)
         _write_row(sorted(preview.glob("*.png")), preview_png)
-    metrics = {**chosen, "selection": options["selection"], "samples": options["samples"], "kid_subset_size": options["kid_subset_size"],
+    metrics = {**chosen, **initial, "selection": options["selection"], "samples": options["samples"], "kid_subset_size": options["kid_subset_size"],
                "feature_extractor": options["feature_extractor"], "samplings": samplings, "sample_batch_size": sampling["batch_size"],
                "generator_mode": sampling["generator_mode"], "pixel_range": sampling["pixel_range"], "candidates": scores}
     with atomic_file(out_json) as tmp_json:

@@ -84,6 +84,8 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR_EMA = "generator_ema.pt"
+# The generator before any step (a function of the seed): its FID is the yardstick of how far training got.
+GENERATOR_INIT = "generator_init.pt"
 LOSSES = "losses.csv"
 SNAPSHOTS = "snapshots"
 EVALUATIONS = "evaluations.csv"
@@ -210,6 +212,9 @@ def train_fastgan(
 ) -> dict[str, Any]:
     """Train, then write ``generator_ema.pt`` (state dict + settings) and ``losses.csv``.
 
+    ``generator_init.pt``, the generator before any step, is written first: the FID at
+    initialisation against which the evaluation measures how far training got.
+
     With ``mask_latents > 0`` and a Top-K layer in the generator, the Top-K masks of that
     many fixed latent codes (channels ``mask_channels``) are recorded at iteration 0 and at
     every checkpoint into ``masks.pt`` (the GAN's mask dynamics, Figure 8).
@@ -240,13 +245,14 @@ def train_fastgan(
     generator = build_generator(settings).to(dev)
     discriminator = Discriminator(ndf=settings.ndf, im_size=settings.im_size).to(dev)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _save_generator(out_dir / GENERATOR_INIT, generator_ema, settings)
     betas = (settings.beta1, settings.beta2)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=betas)
     networks = {"generator": generator, "discriminator": discriminator, "generator_ema": generator_ema,
                 "optimizer_g": optimizer_g, "optimizer_d": optimizer_d}
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT
     start, rows, window = 0, [], _new_window()
     identity = {

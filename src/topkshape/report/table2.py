@@ -25,7 +25,8 @@ def load_runs(metric_paths: Iterable[str | Path]) -> pd.DataFrame:
     for path in map(Path, metric_paths):
         metrics = json.loads(path.read_text())
         rows.append({"class": path.parent.parent.parent.name, "variant": path.parent.parent.name,
-                     "seed": int(path.parent.name.removeprefix("seed")), "fid": metrics["fid"], "kid_x1e3": metrics["kid_x1e3"]})
+                     "seed": int(path.parent.name.removeprefix("seed")), "fid": metrics["fid"], "kid_x1e3": metrics["kid_x1e3"],
+                     "fid_init": metrics.get("fid_init")})
     return pd.DataFrame(rows).sort_values(["class", "variant", "seed"], ignore_index=True)
 
 
@@ -65,6 +66,24 @@ def to_markdown(table: pd.DataFrame, title: str, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_progress(runs: pd.DataFrame) -> str:
+    """Per run, the final FID as a fraction of the same generator's FID at initialisation.
+
+    A final FID alone cannot say whether training got anywhere (an in-domain feature space has
+    no familiar scale); a fraction near 1 means the generator is still close to its start.
+    Empty when no run was scored at initialisation.
+    """
+    scored = runs[runs["fid_init"].notna()]
+    if scored.empty:
+        return ""
+    lines = ["Final FID ÷ FID of the same generator at initialisation, per seed (smaller: training moved further):", ""]
+    for (cls, variant), group in scored.groupby(["class", "variant"]):
+        ratios = ", ".join(f"seed {seed}: {fid / init:.3f} ({init:.1f} → {fid:.1f})"
+                           for seed, fid, init in zip(group["seed"], group["fid"], group["fid_init"]))
+        lines.append(f"- {cls}, {VARIANT_LABELS.get(variant, variant)}: {ratios}")
+    return "\n".join(lines) + "\n"
+
+
 def to_latex(table: pd.DataFrame) -> str:
     classes = sorted(table["class"].unique())
     lines = ["\\begin{tabular}{l" + "cc" * len(classes) + "}", "\\toprule",
@@ -99,5 +118,7 @@ def write_table2(
     runs = load_runs(metric_paths)
     reference = yaml.safe_load(Path(reference_path).read_text())["table2"] if reference_path else None
     table = aggregate(runs, reference)
-    write_table_files(table, ("class", "variant"), to_markdown(table, title, note), to_latex(table), out, provenance=provenance)
+    progress = training_progress(runs)
+    markdown = to_markdown(table, title, note) + (f"\n{progress}" if progress else "")
+    write_table_files(table, ("class", "variant"), markdown, to_latex(table), out, provenance=provenance)
     return table

@@ -29,15 +29,13 @@ def _check_output(path: Path, option: str) -> None:
     """Fail before any work when an output cannot be written as a file."""
     if path.is_dir():
         raise InputDataError(f"{option} {path} is a folder; give a file path such as {path / 'shape_bias.csv'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise InputDataError(f"{option} {path}: {parent} is a file, not a folder")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputDataError(f"{option} {path}: {path.parent} is a file, not a folder")
 
 
 def _write(frame: pd.DataFrame, path: Path, option: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as tmp:
+        with atomic_file(path) as tmp:  # makes the folder too
             frame.to_csv(tmp, index=False)
     except OSError as err:
         raise InputDataError(f"{option} {path}: cannot write ({err.strerror or err})") from None
@@ -50,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     overall, per_class = [], []
     for path in args.raw_csv:
         frame = read_raw_csv(path, skip_invalid=args.skip_invalid)
-        for name, problems in frame.attrs.get("skipped", {}).items():
+        for problems in frame.attrs["skipped"].values():
             print(f"topkshape: WARNING: skipped {len(problems)} invalid row(s) of {path} "
                   f"({len(frame)} scored); first: {problems[0]}", file=sys.stderr)
         overall.append({"file": path.name, **shape_bias(frame)})

@@ -24,12 +24,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from topkshape.data.shapes import SHAPES
 from topkshape.errors import InputDataError
@@ -240,23 +242,36 @@ def shape_bias_per_category(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category", "shape_bias", "fraction_correct_shape", "fraction_correct_texture"])
 
 
+def _shape_bias_of_resamples(is_shape: np.ndarray, is_texture: np.ndarray, axis: int) -> np.ndarray:
+    """shape / (shape + texture) of each resample; NaN (0 / 0) for a resample without either decision."""
+    shape, texture = is_shape.sum(axis=axis), is_texture.sum(axis=axis)
+    return shape / (shape + texture)
+
+
 def bootstrap_shape_bias(frame: pd.DataFrame, *, samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the shape bias, resampling images (rows) with replacement."""
-    rng = np.random.default_rng(seed)
+    """Percentile bootstrap CI of the shape bias (``scipy.stats.bootstrap``), resampling images (rows).
+
+    A resample without any shape or texture decision has no shape bias and is left out
+    of the percentiles; rows without either decision give no interval (NaN, NaN).
+    """
     texture = frame["imagename"].map(texture_category).to_numpy()
     shape_cat = frame["category"].to_numpy()
     response = frame["object_response"].to_numpy()
     conflict = shape_cat != texture
     is_shape = (response == shape_cat) & conflict
     is_texture = (response == texture) & conflict
-    n = len(frame)
-    values = []
-    for _ in range(samples):
-        pick = rng.integers(0, n, n)
-        s, t = is_shape[pick].sum(), is_texture[pick].sum()
-        if s + t > 0:
-            values.append(s / (s + t))
-    if not values:
+    if not (is_shape | is_texture).any():
         return np.nan, np.nan
-    low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    if len(frame) == 1:  # scipy needs two rows; one row resamples only to itself
+        bias = float(is_shape[0])
+        return bias, bias
+    with warnings.catch_warnings():
+        # A resample without decisions has no shape bias (0 / 0, warned about): it makes scipy's
+        # percentiles NaN (warned about), so they are taken again without it; none with one: NaN.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.bootstrap((is_shape, is_texture), _shape_bias_of_resamples, n_resamples=samples, paired=True,
+                                 confidence_level=level, method="percentile", rng=np.random.default_rng(seed))
+        low, high = result.confidence_interval
+        if np.isnan(low):  # scipy's two percentiles are NaN together
+            low, high = np.nanquantile(result.bootstrap_distribution, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)

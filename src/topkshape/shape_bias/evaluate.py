@@ -233,7 +233,7 @@ def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
     from topkshape.models import topk_layers
 
     return {
-        name: {"layer": type(layer).__name__, "fraction": layer.fraction, "mode": getattr(layer, "keep", "mean_replace"), "ties": getattr(layer, "ties", "keep")}
+        name: {"layer": type(layer).__name__, "fraction": layer.fraction, "mode": getattr(layer, "keep", "mean_replace"), "ties": layer.ties}
         for name, layer in topk_layers(model).items()
     }
 
@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         stimuli = load_stimuli(args.images, args.image_size, threads=max(1, args.threads))
         responses = model_decisions(model, stimuli, batch_size=args.batch_size, device=args.device, progress=False)
         rows = raw_decisions(stimuli, responses, subject)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(args.out) as tmp:
+        with atomic_file(args.out) as tmp:  # makes the folder too
             rows.to_csv(tmp, index=False)
     except TopkshapeError as err:
         print(f"topkshape: {err}", file=sys.stderr)

@@ -44,11 +44,9 @@ def fetch_cue_conflict(url: str, sha256: str | None, out_dir: str | Path, *, req
 
     ``require_pinned`` (config ``downloads.require_pinned``) refuses the archive when ``sha256`` is None.
     """
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as unpacked:
         archive = download_file(url, Path(tmp) / Path(url).name, sha256, require_pinned=require_pinned,
                                 pin_key="shape_bias.cue_conflict.sha256")
-        unpacked = Path(tmp) / "unpacked"
-        unpacked.mkdir()
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(unpacked)
@@ -57,7 +55,7 @@ def fetch_cue_conflict(url: str, sha256: str | None, out_dir: str | Path, *, req
                 tf.extractall(unpacked, filter="data")
         else:
             raise InputDataError(f"{url}: neither a tar nor a zip archive")
-        return copy_image_folder(_image_root(unpacked), out_dir)
+        return copy_image_folder(_image_root(Path(unpacked)), out_dir)
 
 
 def copy_image_folder(source: str | Path, out_dir: str | Path) -> Path:

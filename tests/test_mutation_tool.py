@@ -1,0 +1,53 @@
+"""`make mutation`: its groups cover the core modules with test files that exist, and its score counts right."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ["src/topkshape/ops.py", "src/topkshape/models/surgery.py", "src/topkshape/shape_bias/analysis.py",
+        "src/topkshape/shape_bias/evaluate.py", "src/topkshape/classify/evaluate.py", "src/topkshape/report/table1.py",
+        "src/topkshape/report/table2.py", "src/topkshape/texture/synthesis.py", "src/topkshape/gan/fidelity.py"]
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("mutation_tool", ROOT / "tools" / "mutation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_core_module_is_in_a_group_whose_test_files_exist(tool):
+    groups = tool.mutation_groups()
+    covered = {path for group in groups.values() for pattern in group["modules"] for path in glob.glob(pattern, root_dir=ROOT)}
+    assert set(CORE) <= covered
+    for name, group in groups.items():
+        assert group["tests"], name
+        assert all((ROOT / test).is_file() for test in group["tests"]), name
+
+
+def test_score_counts_timeouts_as_killed_skips_not_run_and_equivalents(tool):
+    codes = {"m.a__mutmut_1": 1, "m.a__mutmut_2": 3, "m.a__mutmut_3": 36, "m.a__mutmut_4": 0, "m.a__mutmut_5": 33,
+             "m.a__mutmut_6": None, "m.a__mutmut_7": 0}
+    (row,) = tool.score_table({"src/m.py": codes}, {"m.a__mutmut_7": "same behaviour"})
+    # killed 1, 2, 3 (a failure, an error, a timeout); survived 4 and 5 (no test reaches 5); 6 not run; 7 equivalent.
+    assert (row["killed"], row["survived"], row["not run"], row["equivalent"]) == (3, 2, 1, 1)
+    assert row["score"] == pytest.approx(60.0) and row["survivors"] == ["m.a__mutmut_4", "m.a__mutmut_5"]
+
+
+def test_an_equivalent_without_a_reason_is_refused(tool, tmp_path):
+    listed = tmp_path / "equivalent.txt"
+    listed.write_text("# comment\nm.a__mutmut_1  # a dropped default argument\nm.a__mutmut_2\n")
+    with pytest.raises(SystemExit, match=":3: an equivalent mutant needs a reason"):
+        tool.read_equivalent(listed)
+    listed.write_text("m.a__mutmut_1  # a dropped default argument\n")
+    assert tool.read_equivalent(listed) == {"m.a__mutmut_1": "a dropped default argument"}
+
+
+def test_the_shipped_equivalents_all_give_a_reason(tool):
+    assert all(reason for reason in tool.read_equivalent().values())

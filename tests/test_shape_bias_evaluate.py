@@ -1,0 +1,623 @@
+"""The cue-conflict evaluation in-process, on tiny stimuli and tiny models whose decisions are known by construction.
+
+A "colour-code" model answers the class whose number is the red value of the image's
+top-left pixel, so every expected decision is read off the stimuli the test writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+from topkshape.errors import ConfigError, InputDataError
+from topkshape.models import insert_topk
+from topkshape.shape_bias import evaluate
+from topkshape.shape_bias.decisions import sixteen_class_decisions, sixteen_class_indices
+from topkshape.shape_bias.evaluate import (
+    Stimuli,
+    decode_stimulus,
+    evaluate_cue_conflict,
+    list_cue_conflict_images,
+    load_stimuli,
+    load_weights,
+    model_decisions,
+    paper_topk_positions,
+    raw_decisions,
+    topk_summary,
+    torchvision_classifier,
+    with_inference_topk,
+)
+from topkshape.shape_bias.run import load_plain_model, run_cue_conflict_sweep
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIXTEEN = list(sixteen_class_indices())
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class ColourCode(nn.Module):
+    """Logits with one spike at ``lookup[red]``, red the 0-255 value of the top-left pixel."""
+
+    def __init__(self, outputs: int, lookup: list[int]) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.lookup = torch.tensor(lookup)
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(x))
+        red = torch.round((x[:, 0, 0, 0] * STD[0] + MEAN[0]) * 255).long()
+        logits = torch.zeros(len(x), self.outputs)
+        logits[torch.arange(len(x)), self.lookup[red]] = 50.0
+        return logits
+
+
+def write_image(path: Path, red: int, size: int | tuple[int, int] = 8) -> Path:
+    width, height = (size, size) if isinstance(size, int) else size
+    pixels = np.full((height, width, 3), 90, dtype=np.uint8)
+    pixels[..., 0] = red
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def coded(tmp_path):
+    """5 stimuli of 8 px in 2 folders; the red value of each is the class it will be given."""
+    root = tmp_path / "cc"
+    reds = {"cat/cat1-dog1.png": 2, "cat/cat2-dog2.png": 0, "dog/dog1-cat1.png": 1, "dog/dog2-cat2.png": 2, "dog/dog3-cat3.png": 1}
+    for name, red in reds.items():
+        write_image(root / name, red)
+    return root, list(reds.values())
+
+
+# --- listing and decoding ------------------------------------------------------------------
+
+
+def test_listing_takes_png_and_jpeg_files_one_folder_deep_sorted_with_their_folder_as_category(tmp_path):
+    write_image(tmp_path / "dog" / "b.png", 0)
+    write_image(tmp_path / "cat" / "z.JPG", 0)
+    write_image(tmp_path / "cat" / "a.jpeg", 0)
+    write_image(tmp_path / "cat" / ".hidden.png", 0)
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    write_image(tmp_path / "top.png", 0)  # not in a category folder
+    items = list_cue_conflict_images(str(tmp_path))
+    assert items == [(tmp_path / "cat" / "a.jpeg", "cat"), (tmp_path / "cat" / "z.JPG", "cat"), (tmp_path / "dog" / "b.png", "dog")]
+
+
+def test_listing_names_a_missing_folder_and_one_without_images(tmp_path):
+    with pytest.raises(InputDataError) as exc:
+        list_cue_conflict_images(tmp_path / "missing")
+    assert str(exc.value) == f"cue-conflict folder not found: {tmp_path / 'missing'}"
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(InputDataError) as exc:
+        list_cue_conflict_images(tmp_path)
+    assert str(exc.value) == f"no cue-conflict images (<category>/<image>.png) in {tmp_path}"
+
+
+def test_an_unreadable_image_is_named_with_the_reason(tmp_path):
+    empty = tmp_path / "cat" / "empty.png"
+    empty.parent.mkdir()
+    empty.write_bytes(b"")
+    with pytest.raises(InputDataError) as exc:
+        decode_stimulus(empty, 8)
+    assert str(exc.value) == f"unreadable cue-conflict image {empty}: empty file (0 bytes)"
+    broken = tmp_path / "cat" / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    with pytest.raises(InputDataError) as exc:
+        decode_stimulus(broken, 8)
+    assert str(exc.value).startswith(f"unreadable cue-conflict image {broken}: cannot identify image file")
+
+
+def test_an_image_of_another_size_is_resized_at_the_ratio_256_to_224_of_the_input_size(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    path = tmp_path / "cat" / "cat1-dog1.png"
+    path.parent.mkdir()
+    Image.fromarray(pixels).save(path)
+    decoded, resized = decode_stimulus(path, 32)
+    # model-vs-human's Resize(256) + CenterCrop(224), scaled to 32 px: Resize(round(32 * 256 / 224) = 37) + CenterCrop(32).
+    expected = transforms.Compose([transforms.Resize(37), transforms.CenterCrop(32), transforms.PILToTensor()])(Image.fromarray(pixels))
+    assert resized and decoded.dtype == torch.uint8 and torch.equal(decoded, expected)
+    write_image(tmp_path / "dog" / "dog1-cat1.png", 7, size=32)
+    stimuli = load_stimuli(tmp_path, 32)
+    assert stimuli.resized == 1 and stimuli.pixels.shape == (2, 3, 32, 32)
+
+
+def test_decoding_runs_in_a_thread_pool_of_the_given_size_only_when_asked(coded, monkeypatch):
+    root, _ = coded
+    pools = []
+
+    class RecordingPool(evaluate.ThreadPoolExecutor):
+        def __init__(self, max_workers):
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(evaluate, "ThreadPoolExecutor", RecordingPool)
+    alone = load_stimuli(root, 8)
+    assert pools == []
+    threaded = load_stimuli(root, 8, threads=2)
+    assert pools == [2]
+    assert torch.equal(alone.pixels, threaded.pixels) and alone.items == threaded.items
+    evaluate_cue_conflict(ColourCode(3, [0, 1, 2]), root, subject="m", classes=["a", "b", "c"], image_size=8, workers=3, progress=False)
+    assert pools == [2, 3]
+    evaluate_cue_conflict(ColourCode(3, [0, 1, 2]), root, subject="m", classes=["a", "b", "c"], image_size=8, progress=False)
+    assert pools == [2, 3]  # workers=0: decoded in the calling thread
+
+
+def test_stimuli_know_their_length_and_move_to_a_device_unchanged(coded):
+    root, reds = coded
+    stimuli = load_stimuli(root, 8)
+    assert len(stimuli) == len(reds) == 5
+    moved = stimuli.to("cpu")
+    assert isinstance(moved, Stimuli) and moved.items == stimuli.items and moved.resized == stimuli.resized == 0
+    assert torch.equal(moved.pixels, stimuli.pixels)
+
+
+def test_the_default_device_is_cuda_when_available_else_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert evaluate._device(None) == torch.device("cpu")
+    assert evaluate._device("meta") == torch.device("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert evaluate._device(None) == torch.device("cuda")
+    assert evaluate._device("cpu") == torch.device("cpu")
+
+
+# --- decisions and raw rows ---------------------------------------------------------------
+
+
+def test_decisions_are_the_models_argmax_class_in_every_batch(coded):
+    root, reds = coded
+    model = ColourCode(3, [0, 1, 2])
+    stimuli = load_stimuli(root, 8)
+    responses = model_decisions(model, stimuli, classes=["a", "b", "c"], batch_size=2, device="cpu", progress=False)
+    assert responses == [["a", "b", "c"][red] for red in reds]
+    assert model.calls == [2, 2, 1]
+    model.calls.clear()
+    model_decisions(model, stimuli, classes=["a", "b", "c"], device="cpu", progress=False)
+    assert model.calls == [5]  # one batch of at most 32
+
+
+def test_a_1000_way_model_decides_among_the_16_categories(coded):
+    root, reds = coded
+    # Red value k spikes the first ImageNet class of the k-th category.
+    model = ColourCode(1000, [sixteen_class_indices()[name][0] for name in SIXTEEN])
+    responses = model_decisions(model, load_stimuli(root, 8), device="cpu", progress=False)
+    assert responses == [SIXTEEN[red] for red in reds]
+
+
+def test_a_model_without_1000_outputs_needs_class_names(coded):
+    root, _ = coded
+    with pytest.raises(InputDataError) as exc:
+        model_decisions(ColourCode(3, [0, 1, 2]), load_stimuli(root, 8), device="cpu", progress=False)
+    assert str(exc.value) == "a model with 3 outputs needs its class names; the 16-class mapping needs 1000 ImageNet outputs"
+
+
+def test_raw_rows_are_model_vs_humans_columns_one_trial_per_stimulus(coded):
+    root, reds = coded
+    rows = evaluate_cue_conflict(ColourCode(3, [0, 1, 2]), root, subject="net-topk10", classes=["cat", "dog", "bird"],
+                                 image_size=8, batch_size=2, device="cpu", progress=False)
+    assert list(rows.columns) == ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+    assert rows["subj"].tolist() == ["net-topk10"] * 5
+    assert rows["session"].tolist() == [1] * 5
+    assert rows["trial"].tolist() == [1, 2, 3, 4, 5]
+    assert rows["rt"].isna().all() and rows["condition"].isna().all()
+    assert rows["category"].tolist() == ["cat", "cat", "dog", "dog", "dog"]
+    assert rows["imagename"].tolist() == ["cat1-dog1.png", "cat2-dog2.png", "dog1-cat1.png", "dog2-cat2.png", "dog3-cat3.png"]
+    assert rows["object_response"].tolist() == [["cat", "dog", "bird"][red] for red in reds]
+    assert raw_decisions(load_stimuli(root, 8), ["x"] * 5, "s")["object_response"].tolist() == ["x"] * 5
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_named_after_the_subject_shows_on_a_terminal_only_when_asked_and_is_cleared(coded, monkeypatch):
+    root, _ = coded
+    model = ColourCode(3, [0, 1, 2])
+    for progress in (True, False):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        evaluate_cue_conflict(model, root, subject="net-topk5", classes=["a", "b", "c"], image_size=8, batch_size=2, progress=progress)
+        monkeypatch.undo()
+        shown = terminal.getvalue()
+        if progress:
+            assert "cue-conflict net-topk5: " in shown and "/3 [" in shown  # 3 batches
+            assert shown.endswith("\r") and "\n" not in shown  # wiped when done, not left on screen
+        else:
+            assert shown == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    model_decisions(model, load_stimuli(root, 8), classes=["a", "b", "c"], device="cpu")
+    monkeypatch.undo()
+    assert "cue-conflict: " in terminal.getvalue()  # on by default, with the default name
+
+
+# --- Top-K at inference -----------------------------------------------------------------
+
+
+def test_paper_topk_positions_per_architecture():
+    assert paper_topk_positions("alexnet") == tuple(f"features.{i}" for i in (2, 5, 7, 9, 12))
+    assert paper_topk_positions("vgg16") == tuple(f"features.{i}" for i in (4, 9, 16, 23, 30))
+    assert paper_topk_positions("resnet18") == ("layer2",)
+    assert paper_topk_positions("resnet18_cifar") == ("layer2",)
+    with pytest.raises(ConfigError) as exc:
+        paper_topk_positions("vgg11")
+    assert str(exc.value) == ("no paper Top-K positions for 'vgg11' (known: ['alexnet', 'resnet18', 'resnet18_cifar', 'vgg16']); "
+                              "name the modules with --positions")
+
+
+def _small() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())
+
+
+def test_inference_topk_is_a_copy_with_the_asked_fraction_mode_and_ties():
+    plain = _small()
+    assert with_inference_topk(plain, ["1"], None) is plain
+    model = with_inference_topk(plain, ["1", "3"], 0.25, "non_topk", ties="exact")
+    assert topk_summary(plain) == {}
+    assert topk_summary(model) == {name: {"layer": "TopK", "fraction": 0.25, "mode": "non_topk", "ties": "exact"}
+                                   for name in ("1_topk", "3_topk")}
+    # Without ties the layers' own default (keep); Eq. 2 layers report mode mean_replace.
+    assert topk_summary(with_inference_topk(plain, ["1"], 0.5)) == {"1_topk": {"layer": "TopK", "fraction": 0.5, "mode": "topk", "ties": "keep"}}
+    assert topk_summary(with_inference_topk(plain, ["3"], 0.1, "mean_replace")) == {
+        "3_topk": {"layer": "TopKMeanReplace", "fraction": 0.1, "mode": "mean_replace", "ties": "keep"}}
+
+
+# --- weights and classifiers by name -------------------------------------------------------
+
+
+def test_weights_load_from_a_state_dict_or_a_checkpoint_holding_one(tmp_path):
+    torch.manual_seed(0)
+    source = nn.Linear(2, 3)
+    for name, payload in (("plain.pt", source.state_dict()), ("sd.pt", {"state_dict": source.state_dict(), "epoch": 3}),
+                          ("model.pt", {"model": source.state_dict(), "classes": ["a"]})):
+        torch.save(payload, tmp_path / name)
+        target = nn.Linear(2, 3)
+        load_weights(target, tmp_path / name)
+        assert torch.equal(target.weight, source.weight) and torch.equal(target.bias, source.bias), name
+
+
+def test_weights_that_are_no_state_dict_or_do_not_fit_are_named(tmp_path):
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(InputDataError) as exc:
+        load_weights(nn.Linear(2, 3), tmp_path / "list.pt")
+    assert str(exc.value) == f"weights file {tmp_path / 'list.pt'} holds no state dict"
+    torch.save(nn.Linear(4, 3).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(InputDataError) as exc:
+        load_weights(nn.Linear(2, 3), tmp_path / "other.pt")
+    message = str(exc.value)
+    assert message.startswith(f"weights file {tmp_path / 'other.pt'} does not fit this architecture (Error(s) in loading state_dict for Linear:")
+    assert "size mismatch for weight" in message and "\n" not in message
+
+    class Long(nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.a_layer_with_a_name_long_enough_to_make_the_error_message_longer_than_two_hundred_characters = nn.Linear(n, 3)
+
+    torch.save(Long(4).state_dict(), tmp_path / "long.pt")
+    with pytest.raises(InputDataError) as exc:
+        load_weights(Long(2), tmp_path / "long.pt")
+    message = str(exc.value)
+    # torch's first two lines (header, the weight's mismatch), cut at 200 characters; not the bias's line.
+    inner = message[message.index("(") + 1 : -1]
+    assert len(inner) == 200 and inner.startswith("Error(s) in loading state_dict for Long: \tsize mismatch for a_layer")
+
+
+def test_a_torchvision_weights_name_is_handed_to_torchvision(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torchvision.models, "get_model", lambda arch, weights: asked.append((arch, weights)) or "model")
+    assert torchvision_classifier("alexnet", "IMAGENET1K_V1") == "model"  # no download in tests: torchvision is stood in for
+    assert asked == [("alexnet", "IMAGENET1K_V1")]
+
+
+def test_torchvision_classifiers_by_name_with_no_weights_a_file_or_an_unknown_name(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"^unknown torchvision classifier 'nonet' \(e\.g\. alexnet, .*resnet18.*vgg16"):
+        torchvision_classifier("nonet", None)
+    for weights in (None, "none", "NONE"):
+        assert isinstance(torchvision_classifier("squeezenet1_1", weights), torchvision.models.SqueezeNet)
+    torch.manual_seed(0)
+    saved = torchvision.models.squeezenet1_1(weights=None)
+    monkeypatch.chdir(tmp_path)
+    torch.save(saved.state_dict(), "squeeze.weights")  # a file in the working folder, by bare name
+    for weights in ("squeeze.weights", str(tmp_path / "squeeze.weights")):
+        loaded = torchvision_classifier("squeezenet1_1", weights)
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), saved.state_dict().values()))
+    # Names that look like files are read as files, even when absent.
+    for weights in ("absent.pt", "absent.pth", "absent.bin", "sub/absent"):
+        with pytest.raises(InputDataError, match=f"^weights file not found: {weights}$"):
+            torchvision_classifier("squeezenet1_1", weights)
+    with pytest.raises(ConfigError, match=r"^unknown torchvision classifier 'fasterrcnn_resnet50_fpn'") as exc:
+        torchvision_classifier("fasterrcnn_resnet50_fpn", None)  # a detection model, not a classifier
+    examples = str(exc.value).split("(e.g. ")[1]
+    assert "squeezenet" not in examples and "vgg11" in examples and "resnet50" in examples and "alexnet" in examples
+    with pytest.raises(ConfigError) as exc:
+        torchvision_classifier("squeezenet1_1", "NOT_A_WEIGHTS_NAME")
+    assert str(exc.value) == ("--weights 'NOT_A_WEIGHTS_NAME' is neither a file nor a torchvision weights name "
+                              "(DEFAULT, IMAGENET1K_V1, ...) for squeezenet1_1")
+
+
+# --- the command line, in-process ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet_inputs(tmp_path_factory):
+    """Four 16 px stimuli and one of 20 px, and the weights of a random ResNet-18."""
+    tmp_path = tmp_path_factory.mktemp("resnet")
+    rng = np.random.default_rng(4)
+    root = tmp_path / "cc"
+    for name, size in (("cat/cat1-dog1.png", 16), ("cat/cat2-dog2.png", 16), ("dog/dog1-cat1.png", 16), ("dog/dog2-cat2.png", 20),
+                       ("dog/dog3-cat3.png", 16)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    torch.save(model.state_dict(), tmp_path / "resnet.pt")
+    return root, tmp_path / "resnet.pt", model
+
+
+def _reference_decisions(model: nn.Module, root: Path, size: int) -> list[str]:
+    """Decisions computed without the evaluate module: torchvision transforms, forward, 16-class mapping."""
+    to_input = transforms.Compose([transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size), transforms.ToTensor(),
+                                   transforms.Normalize(MEAN, STD)])
+    images = []
+    for path in sorted(root.glob("*/*.png")):
+        image = Image.open(path).convert("RGB")
+        images.append(transforms.Compose(to_input.transforms[2:])(image) if image.size == (size, size) else to_input(image))
+    with torch.no_grad():
+        return sixteen_class_decisions(torch.softmax(model.eval()(torch.stack(images)), dim=1))
+
+
+def test_command_line_applies_topk_at_the_named_positions_and_writes_the_raw_rows(resnet_inputs, tmp_path, capsys, monkeypatch):
+    root, weights, model = resnet_inputs
+    out = tmp_path / "new" / "raw.csv"
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # records, leaves the test's threads alone
+    code = evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--fraction", "0.5", "--mode", "non_topk", "--ties", "exact",
+                          "--positions", "layer3,layer1", "--images", str(root), "--out", str(out), "--image-size", "16",
+                          "--batch-size", "2", "--threads", "2", "--device", "cpu"])
+    assert code == 0 and threads == [2]
+    assert capsys.readouterr().out == f"5 decisions of resnet18-non_topk50 (1 images resized to 16 px) -> {out}\n"
+    rows = pd.read_csv(out)
+    assert rows["subj"].tolist() == ["resnet18-non_topk50"] * 5 and rows["trial"].tolist() == [1, 2, 3, 4, 5]
+    reference = insert_topk(copy.deepcopy(model), ["layer3", "layer1"], fraction=0.5, mode="non_topk", ties="exact")
+    assert rows["object_response"].tolist() == _reference_decisions(reference, root, 16)
+
+
+def test_command_line_defaults_plain_model_paper_positions_and_224_px(resnet_inputs, tmp_path, capsys, monkeypatch):
+    root, weights, model = resnet_inputs
+    out = tmp_path / "two" / "levels" / "plain.csv"
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--images", str(root), "--out", str(out)]) == 0
+    assert threads == [1]
+    assert capsys.readouterr().out == f"5 decisions of resnet18 (5 images resized to 224 px) -> {out}\n"
+    assert pd.read_csv(out)["object_response"].tolist() == _reference_decisions(model, root, 224)
+    # With a fraction and no --positions: the paper's position for ResNet-18 (layer2), mode topk, ties keep.
+    out = tmp_path / "topk.csv"
+    assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--fraction", "0.25", "--images", str(root), "--out", str(out),
+                          "--image-size", "16", "--subject", "mine"]) == 0
+    assert capsys.readouterr().out == f"5 decisions of mine (1 images resized to 16 px) -> {out}\n"
+    reference = insert_topk(copy.deepcopy(model), ["layer2"], fraction=0.25, mode="topk", ties="keep")
+    assert pd.read_csv(out)["object_response"].tolist() == _reference_decisions(reference, root, 16)
+
+
+def test_command_line_asks_torchvision_for_its_default_weights_and_runs_batches_of_32(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "cc"
+    reds = [i % 16 for i in range(33)]
+    for i, red in enumerate(reds):
+        write_image(root / "cat" / f"cat{i:02d}-dog1.png", red)
+    asked = []
+    model = ColourCode(1000, [sixteen_class_indices()[name][0] for name in SIXTEEN])
+    monkeypatch.setattr(torchvision.models, "get_model", lambda arch, weights: asked.append((arch, weights)) or model)  # no download
+    pools = []
+    monkeypatch.setattr(evaluate, "ThreadPoolExecutor", lambda max_workers: pools.append(max_workers) or ThreadPoolExecutor(max_workers))
+    out = tmp_path / "raw.csv"
+    assert evaluate.main(["--arch", "alexnet", "--images", str(root), "--out", str(out), "--image-size", "8"]) == 0
+    assert asked == [("alexnet", "DEFAULT")]
+    assert pools == []  # one thread by default: no decoding pool
+    assert model.calls == [32, 1]
+    assert pd.read_csv(out)["object_response"].tolist() == [SIXTEEN[red] for red in reds]
+
+
+class TieProbe(nn.Module):
+    """Answers the first category when ``features`` left no zero in the input, else the second.
+
+    Exactly tied inputs (a one-colour image) tell Top-K's tie rules apart: 'keep' keeps every
+    tied entry (no zero), 'exact' keeps exactly K of them and zeroes the rest.
+    """
+
+    def __init__(self, calls: list[int]) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Identity())
+        self.record = calls.append  # a builtin: the copy with Top-K records into the same list
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.record(len(x))
+        zeroed = (self.features(x) == 0).flatten(1).any(dim=1).long()
+        logits = torch.zeros(len(x), 1000)
+        firsts = torch.tensor([sixteen_class_indices()[name][0] for name in SIXTEEN[:2]])
+        logits[torch.arange(len(x)), firsts[zeroed]] = 50.0
+        return logits
+
+
+@pytest.mark.parametrize("ties,answer", [("exact", "bear"), ("keep", "airplane")])
+def test_command_line_passes_ties_threads_device_and_batch_size_and_shows_no_progress_bar(ties, answer, coded, tmp_path, monkeypatch):
+    root, _ = coded
+    calls = []
+    model = TieProbe(calls)
+    monkeypatch.setattr(torchvision.models, "get_model", lambda arch, weights: model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # --device cpu must still be the CPU
+    pools = []
+    monkeypatch.setattr(evaluate, "ThreadPoolExecutor", lambda max_workers: pools.append(max_workers) or ThreadPoolExecutor(max_workers))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    out = tmp_path / "raw.csv"
+    code = evaluate.main(["--arch", "alexnet", "--weights", "none", "--fraction", "0.5", "--ties", ties, "--positions", "features.0",
+                          "--images", str(root), "--out", str(out), "--image-size", "8", "--batch-size", "2", "--threads", "3",
+                          "--device", "cpu"])
+    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    assert code == 0 and terminal.getvalue() == ""
+    assert pools == [3] and calls == [2, 2, 1]
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+    assert rows["object_response"].tolist() == [answer] * 5
+
+
+def test_command_line_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split()).replace("optional arguments:", "options:")
+    assert text == (
+        "usage: python -m topkshape.shape_bias.evaluate [-h] --arch ARCH [--weights WEIGHTS] [--fraction FRACTION] "
+        "[--mode {topk,non_topk,mean_replace}] [--ties {keep,exact}] [--positions POSITIONS] --images IMAGES --out OUT "
+        "[--subject SUBJECT] [--image-size IMAGE_SIZE] [--batch-size BATCH_SIZE] [--threads THREADS] [--device DEVICE] "
+        "Decisions of a torchvision classifier on cue-conflict stimuli, with or without Top-K, as a model-vs-human raw CSV. "
+        "options: -h, --help show this help message and exit "
+        "--arch ARCH torchvision classifier name (alexnet, vgg16, resnet18, ...) "
+        "--weights WEIGHTS PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random) "
+        "--fraction FRACTION Top-K fraction K at every position; omit for the plain model "
+        "--mode {topk,non_topk,mean_replace} keep the Top-K set, its complement, or Eq. 2 "
+        "--ties {keep,exact} keep every entry tied at the threshold, or exactly K (the paper code's torch.topk) "
+        "--positions POSITIONS comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18) "
+        "--images IMAGES cue-conflict folder: <category>/<image>.png "
+        "--out OUT raw CSV to write "
+        "--subject SUBJECT the subj column (default: <arch> or <arch>-<mode><K%>) "
+        "--image-size IMAGE_SIZE model input size; images of another size are resized as model-vs-human does "
+        "--batch-size BATCH_SIZE "
+        "--threads THREADS CPU threads for decoding and inference "
+        "--device DEVICE cpu, cuda, cuda:1 (default: cuda when available)"
+    )
+
+
+def test_command_line_errors_are_one_line_with_status_1(resnet_inputs, tmp_path, capsys):
+    root, weights, _ = resnet_inputs
+    out = tmp_path / "o.csv"
+    common = ["--weights", str(weights), "--images", str(root), "--out", str(out), "--image-size", "16"]
+    assert evaluate.main(["--arch", "resnet18", "--fraction", "0.5", "--positions", "nope", *common]) == 1
+    assert capsys.readouterr().err.startswith("topkshape: no submodule named 'nope' in ResNet")
+    assert evaluate.main(["--arch", "resnet18", "--fraction", "1.5", *common]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+    assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--images", str(tmp_path / "none"), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"topkshape: cue-conflict folder not found: {tmp_path / 'none'}\n"
+    assert not out.exists()
+
+
+# --- the sweep job ----------------------------------------------------------------------------
+
+
+def test_sweep_writes_one_raw_file_per_setting_equal_to_the_model_built_with_that_topk(resnet_inputs, tmp_path, caplog, monkeypatch):
+    from topkshape.models import build_model
+
+    root, _, _ = resnet_inputs
+    tags = ["none", "topk50", "mean_replace25"]
+    outs = [tmp_path / f"{tag}.csv" for tag in tags]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # device="cpu" must still be the CPU
+    torch.manual_seed(1)
+    with caplog.at_level(logging.INFO, logger="topkshape.shape_bias.run"):
+        applied = run_cue_conflict_sweep("resnet18", tags, root, outs, image_size=16, batch_size=2, device="cpu")
+    assert applied == {"none": {}, "topk50": {"layer2.topk": {"layer": "TopK", "fraction": 0.5, "mode": "topk", "ties": "keep"}},
+                       "mean_replace25": {"layer2.topk": {"layer": "TopKMeanReplace", "fraction": 0.25, "mode": "mean_replace", "ties": "keep"}}}
+    for tag, out, (fraction, mode) in zip(tags, outs, [(None, "topk"), (0.5, "topk"), (0.25, "mean_replace")]):
+        torch.manual_seed(1)  # the same random weights; Top-K layers hold none
+        model = build_model("resnet18", fraction=fraction, mode=mode, weights=None)
+        rows = pd.read_csv(out)
+        assert rows["subj"].tolist() == [f"resnet18-{tag}"] * 5
+        assert rows["object_response"].tolist() == _reference_decisions(model, root, 16), tag
+    assert caplog.messages[0].startswith("resnet18 (resnet18): 5 stimuli decoded once at 16 px (1 resized, the rest fed as they are); loading took ")
+    assert caplog.messages[1].startswith("resnet18-none: Top-K layers: none; ") and caplog.messages[1].endswith(f" s -> {outs[0]}")
+    assert caplog.messages[2].startswith("resnet18-topk50: Top-K layers: layer2.topk (topk 0.5, ties keep); ")
+    assert caplog.messages[3].startswith("resnet18-mean_replace25: Top-K layers: layer2.topk (mean_replace 0.25, ties keep); ")
+    # The times logged are durations of this run, seconds not clock readings.
+    times = [float(re.search(r"(?:took|;) (\d+\.\d) s", message)[1]) for message in caplog.messages]
+    assert all(0 <= t < 300 for t in times)
+
+
+def test_sweep_passes_ties_and_threads_and_refuses_mismatched_outputs(resnet_inputs, tmp_path, monkeypatch):
+    root, _, _ = resnet_inputs
+    with pytest.raises(ValueError, match=r"^2 tags but 1 output files$"):
+        run_cue_conflict_sweep("resnet18", ["none", "topk10"], root, [tmp_path / "a.csv"])
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # records, leaves the test's threads alone
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the default device is then the CPU
+    applied = run_cue_conflict_sweep("resnet18", ["non_topk50"], root, [tmp_path / "b.csv"], image_size=16, ties="exact", threads=2)
+    assert threads == [2]
+    assert len(pd.read_csv(tmp_path / "b.csv")) == 5
+    assert applied == {"non_topk50": {"layer2.topk": {"layer": "TopK", "fraction": 0.5, "mode": "non_topk", "ties": "exact"}}}
+
+
+def test_a_torchvision_model_is_loaded_with_the_weights_asked_for():
+    with pytest.raises(KeyError, match="NOT_A_WEIGHTS_NAME"):  # torchvision's own lookup: the name reached it
+        load_plain_model("resnet18", weights="NOT_A_WEIGHTS_NAME")
+    model, arch, classes, size = load_plain_model("resnet18", image_size=64)
+    assert (arch, classes, size) == ("resnet18", None, 64) and isinstance(model, torchvision.models.ResNet)
+    assert load_plain_model("resnet18")[3] == 224
+
+
+def _trained_checkpoint(path: Path, classes: list[str]) -> nn.Module:
+    from topkshape.models import build_model
+
+    torch.manual_seed(2)
+    model = build_model("resnet18_cifar", fraction=None, num_classes=len(classes), input_size=32, width=4)
+    settings = {"arch": "resnet18_cifar", "variant": "baseline", "topk_fraction": None, "image_size": 32, "width": 4}
+    torch.save({"model": model.state_dict(), "classes": classes, "settings": settings}, path)
+    return model
+
+
+def test_a_trained_model_is_read_from_its_checkpoint_with_its_classes_and_size(resnet_inputs, tmp_path):
+    root, _, _ = resnet_inputs
+    classes = ["cat", "dog", "bird"]
+    saved = _trained_checkpoint(tmp_path / "model.pt", classes)
+    with pytest.raises(ValueError, match=r"^trained_shapes needs its model.pt \(checkpoint=\)$"):
+        load_plain_model("trained_shapes")
+    model, arch, names, size = load_plain_model("trained_shapes", checkpoint=tmp_path / "model.pt", image_size=224)
+    assert (arch, names, size) == ("resnet18_cifar", classes, 32)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
+    out = tmp_path / "t.csv"
+    run_cue_conflict_sweep("trained_shapes", ["topk50"], root, [out], checkpoint=tmp_path / "model.pt", device="cpu")
+    # Decisions among the checkpoint's own classes, at its 32 px.
+    reference = insert_topk(copy.deepcopy(saved), ["layer2"], fraction=0.5)
+    to_input = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    stimuli = load_stimuli(root, 32)
+    with torch.no_grad():
+        logits = reference.eval()(torch.stack([to_input(Image.fromarray(p.permute(1, 2, 0).numpy())) for p in stimuli.pixels]))
+    assert pd.read_csv(out)["object_response"].tolist() == [classes[i] for i in logits.argmax(dim=1).tolist()]
+
+
+def test_sweep_defaults_224_px_batches_of_32_one_thread_and_passes_the_weights_on(tmp_path, monkeypatch):
+    from topkshape.shape_bias import run
+
+    root = tmp_path / "cc"
+    reds = [i % 3 for i in range(33)]
+    for i, red in enumerate(reds):
+        write_image(root / "cat" / f"cat{i:02d}-dog1.png", red)
+    asked, threads = [], []
+    model = ColourCode(3, [0, 1, 2])
+
+    def fake_load(model_name, **kwargs):
+        asked.append((model_name, kwargs))
+        return model, "resnet18", ["a", "b", "c"], 8  # a stand-in classifier of 8 px inputs
+
+    monkeypatch.setattr(run, "load_plain_model", fake_load)
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    run.run_cue_conflict_sweep("stand-in", ["none"], root, [tmp_path / "none.csv"], weights="IMAGENET1K_V1", device="cpu")
+    assert asked == [("stand-in", {"weights": "IMAGENET1K_V1", "image_size": 224, "checkpoint": None})]
+    assert threads == [1] and model.calls == [32, 1]
+    assert pd.read_csv(tmp_path / "none.csv")["object_response"].tolist() == [["a", "b", "c"][red] for red in reds]
