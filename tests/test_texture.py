@@ -36,13 +36,8 @@ FRACTION = 0.1
 STEPS = 2
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tiny problems take milliseconds; on a busy 2-core machine extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny problems: one torch thread (the shared fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_net() -> nn.Sequential:

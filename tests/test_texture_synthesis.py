@@ -12,16 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from topkshape.texture import FeatureTaps, gram_matrix, reconstruct, synthesize_texture
-from topkshape.texture import synthesis
+from topkshape.texture import (
+    FeatureTaps,
+    gram_matrix,
+    reconstruct,
+    synthesis,
+    synthesize_texture,
+)
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny problems: one torch thread (the shared fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unchanged(x: torch.Tensor) -> torch.Tensor:
