@@ -11,7 +11,7 @@ all: $(STAMP)
 	$(BIN)/snakemake all --cores 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
 
 setup: $(STAMP)
 

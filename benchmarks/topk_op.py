@@ -2,7 +2,10 @@
 
 Measured side by side in one run on one device, interleaved (each repeat runs every
 candidate once, in turn) so that load from other processes hits all of them alike;
-medians are reported. Per layer shape and K it prints milliseconds per fwd+bwd for:
+medians are reported. Each timed call follows an untimed call of the same candidate,
+so that it meets the memory allocator in the steady state of a training loop: without
+it, a candidate that ran after one with other buffer sizes paid for fresh pages (on
+this project's VM, up to 2x on the same code). Per layer shape and K it prints milliseconds per fwd+bwd for:
 
 * ``keep``: ours with ``ties="keep"``; ``exact``: ours with ``ties="exact"``;
 * ``paper``: the paper code's formulation (:mod:`topkshape.reference`);
@@ -12,9 +15,12 @@ medians are reported. Per layer shape and K it prints milliseconds per fwd+bwd f
 then each of ours as a multiple of the bound (``/bnd``, lower is better) and as a
 speed-up over the paper op (``x pap``), the bytes kept for backward per input element,
 and whether the outputs equal the paper op's (exact-K: in every channel without a tie).
-``--selection`` adds the time of each exact k-th-largest candidate on the same rows.
+``--selection`` adds the time of each exact selection candidate on the same rows: on the
+CPU the compiled radix select (with and without its AVX-512 bracket pass) and numpy's
+introselect on integer keys, whole masks, against ``torch.topk``/``torch.kthvalue`` and
+introselect on floats for the K-th value alone. ``--dtype`` times another float type.
 
-    python benchmarks/topk_op.py [--device cuda] [--repeats 9] [--shapes 32x64x56x56 ...] [--selection]
+    python benchmarks/topk_op.py [--device cuda] [--repeats 9] [--shapes 32x64x56x56 ...] [--dtype float32] [--selection] [--numpy-fallback]
 """
 
 from __future__ import annotations
@@ -90,6 +96,10 @@ def interleaved_medians(fns: dict, x: torch.Tensor, grad: torch.Tensor, repeats:
         fn(x).backward(grad)
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            # An untimed call first: the timed one then finds the allocator as a training loop
+            # leaves it (the same sizes freed by the step before), not as another candidate did.
+            x.grad = None
+            fns[name](x).backward(grad)
             x.grad = None
             sync()
             start = time.perf_counter()
@@ -109,12 +119,42 @@ def selection_candidates(x: torch.Tensor, k: int) -> dict:
         "torch.kthvalue": lambda: torch.kthvalue(rows, position + 1, dim=1).values,
     }
     if rows.device.type == "cpu":
-        from topkshape.ops import kth_largest, topk_mask as mask_fn
+        from topkshape import ops
 
-        candidates["numpy introselect, 1 thread"] = lambda: np.partition(rows.numpy(), position, axis=1)[:, position]
-        candidates["numpy introselect, blocks+threads"] = lambda: kth_largest(rows, k)
-        candidates["ours: int keys+compare (whole mask)"] = lambda: mask_fn(x.detach(), k / (h * w))
+        candidates["numpy introselect on floats, blocks+threads"] = lambda: ops.kth_largest(rows, k)
+        if ops._NATIVE:
+            candidates["compiled radix select (whole mask)"] = lambda: ops.topk_mask(x.detach(), k / (h * w))
+            candidates["compiled, portable bracket pass (whole mask)"] = lambda: with_portable_bracket(
+                lambda: ops.topk_mask(x.detach(), k / (h * w))
+            )
+        candidates["numpy introselect on int keys (whole mask)"] = lambda: with_numpy_selection(
+            lambda: ops.topk_mask(x.detach(), k / (h * w))
+        )
     return candidates
+
+
+def with_numpy_selection(fn):
+    """Run ``fn`` with the compiled select switched off: the fallback's numpy path."""
+    from topkshape import ops
+
+    saved = ops._NATIVE
+    ops._NATIVE = {}
+    try:
+        return fn()
+    finally:
+        ops._NATIVE = saved
+
+
+def with_portable_bracket(fn):
+    """Run ``fn`` with the compiled select's float32 bracket pass in portable C, not AVX-512."""
+    from topkshape import ops
+
+    library = ops._NATIVE_LIBRARY
+    library.topk_vector_bracket(0)
+    try:
+        return fn()
+    finally:
+        library.topk_vector_bracket(1)
 
 
 def describe_device(device: torch.device) -> str:
@@ -127,7 +167,11 @@ def describe_device(device: torch.device) -> str:
     except (OSError, StopIteration):
         pass
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, load average {load}"
+    # glibc's malloc settings change how often fresh pages are faulted in: print any that are set.
+    malloc = "; ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("MALLOC_", "GLIBC_TUNABLES")))
+    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, load average {load}" + (
+        f"; {malloc}" if malloc else ""
+    )
 
 
 def main() -> None:
@@ -136,11 +180,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES)
     parser.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS)
+    parser.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32", "float64"])
     parser.add_argument("--selection", action="store_true", help="also time each exact selection candidate")
+    parser.add_argument("--numpy-fallback", action="store_true", help="time the numpy path that runs where the compiled select was not built")
     args = parser.parse_args()
+    if args.numpy_fallback:
+        from topkshape import ops
+
+        ops._NATIVE = {}
     device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
     print(f"device: {describe_device(device)}; torch {torch.__version__}; numpy {np.__version__}")
-    print(f"medians of {args.repeats} interleaved repeats; ms per forward+backward")
+    if device.type == "cpu":
+        from topkshape.ops import cpu_selection
+
+        print(f"CPU selection: {cpu_selection()}")
+    print(f"{args.dtype}; medians of {args.repeats} interleaved repeats; ms per forward+backward")
     header = (
         f"{'shape':>16} {'K':>4} {'keep ms':>8} {'exact ms':>9} {'paper ms':>9} {'bound ms':>9}"
         f" {'keep/bnd':>9} {'exact/bnd':>10} {'keep x pap':>11} {'exact x pap':>12} {'B/el ours':>10} {'B/el paper':>11}  same as paper (keep/exact)"
@@ -149,11 +204,11 @@ def main() -> None:
     torch.manual_seed(0)
     for shape_text in args.shapes:
         shape = tuple(int(s) for s in shape_text.split("x"))
-        x = torch.randn(shape, device=device, requires_grad=True)
-        grad = torch.randn(shape, device=device)
+        x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+        grad = torch.randn(shape, device=device, dtype=dtype)
         for fraction in args.fractions:
             mask = topk_mask(x, fraction)
-            zero = torch.zeros((), device=device)
+            zero = torch.zeros((), device=device, dtype=dtype)
             fns = {
                 "keep": lambda t: spatial_topk(t, fraction),
                 "exact": lambda t: spatial_topk(t, fraction, ties="exact"),
@@ -180,7 +235,7 @@ def main() -> None:
                         fn()
                         times[name].append(time.perf_counter() - start)
                 for name, t in times.items():
-                    print(f"{'':>22} selection: {name:<38} {np.median(t) * 1e3:8.1f} ms")
+                    print(f"{'':>22} selection: {name:<48} {np.median(t) * 1e3:8.1f} ms")
             gc.collect()
 
 

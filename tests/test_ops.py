@@ -13,6 +13,11 @@ from topkshape.reference import reference_topk, reference_topk_mean_replace
 TIES = ["keep", "exact"]
 
 
+@pytest.fixture(autouse=True)
+def _both_cpu_selections(cpu_selection_backend):
+    """Every test here runs with the compiled select and with the numpy fallback."""
+
+
 def distinct_input(shape, seed=0, dtype=torch.float32):
     """Random values with distinct magnitudes (no ties, no zeros)."""
     g = torch.Generator().manual_seed(seed)
@@ -189,9 +194,10 @@ def two_threads():
 @pytest.mark.parametrize("ties", TIES)
 @pytest.mark.parametrize("fraction", [0.05, 0.2])
 def test_threaded_cpu_selection_matches_a_sort_reference(shape, ties, fraction, two_threads, monkeypatch):
-    # >= 65,536 elements and more rows than threads: the rows are split over a thread pool
-    # (and, for 8x64x32x32, into several blocks per thread). Each channel gets its own
-    # scale, so a row paired with another row's threshold shows up.
+    # >= 65,536 elements and more rows than threads: the rows are split over two threads
+    # (numpy: a thread pool, and for 8x64x32x32 several blocks per thread; compiled: torch's
+    # OpenMP threads). Each channel gets its own scale, so a row paired with another row's
+    # threshold shows up.
     calls = []
     real_pool = ops._thread_pool
 
@@ -200,6 +206,9 @@ def test_threaded_cpu_selection_matches_a_sort_reference(shape, ties, fraction, 
         return real_pool(workers, pid)
 
     monkeypatch.setattr(ops, "_thread_pool", counting_pool)
+    if ops._NATIVE:
+        select = ops._NATIVE[torch.float32]
+        monkeypatch.setitem(ops._NATIVE, torch.float32, lambda *args: calls.append(args[-1]) or select(*args))
     g = torch.Generator().manual_seed(7)
     n, c, h, w = shape
     scale = torch.logspace(-3, 3, n * c, dtype=torch.float64)[torch.randperm(n * c, generator=g)].view(n, c, 1, 1)

@@ -22,6 +22,11 @@ TIES = ["keep", "exact"]
 T, F = True, False
 
 
+@pytest.fixture(autouse=True)
+def _both_cpu_selections(cpu_selection_backend):
+    """Every test here runs with the compiled select and with the numpy fallback."""
+
+
 def sort_reference(x: torch.Tensor, k: int, ties: str) -> torch.Tensor:
     """Eq. 1's mask from a stable descending sort of |x| per (sample, channel)."""
     n, c, h, w = x.shape
@@ -44,6 +49,12 @@ def tied_input(shape, seed=0, dtype=torch.float32):
 def torch_path(monkeypatch):
     """topk_mask and kth_largest as while torch.compile traces: the torch-only path."""
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+
+
+@pytest.fixture
+def numpy_path(monkeypatch):
+    """The numpy fallback's row blocks, whichever selection the parametrised run asked for."""
+    monkeypatch.setattr(ops, "_NATIVE", {})
 
 
 @pytest.fixture
@@ -238,7 +249,7 @@ def test_a_strided_view_gets_a_contiguous_mask():
 
 
 @pytest.mark.parametrize("ties", TIES)
-def test_selection_in_many_small_blocks_matches_the_sort_reference(ties, monkeypatch):
+def test_selection_in_many_small_blocks_matches_the_sort_reference(ties, monkeypatch, numpy_path):
     # 20 positions per row, blocks of 40 elements: 2 rows per block, the last block partial.
     monkeypatch.setattr(ops, "_BLOCK_ELEMENTS", 40)
     for seed, shape in enumerate([(1, 7, 4, 5), (3, 3, 5, 4), (2, 5, 1, 20)]):
@@ -250,7 +261,7 @@ def test_selection_in_many_small_blocks_matches_the_sort_reference(ties, monkeyp
     assert torch.equal(topk_mask(x, 0.2, ties), sort_reference(x, 4, ties))
 
 
-def test_each_row_is_selected_in_exactly_one_block(monkeypatch):
+def test_each_row_is_selected_in_exactly_one_block(monkeypatch, numpy_path):
     # 7 rows in blocks of 2 rows: 4 blocks, each compared into the mask once.
     monkeypatch.setattr(ops, "_BLOCK_ELEMENTS", 40)
     compares, partitions = [], []
@@ -264,7 +275,7 @@ def test_each_row_is_selected_in_exactly_one_block(monkeypatch):
 
 
 @pytest.mark.parametrize("ties", TIES)
-def test_rows_are_split_into_one_contiguous_range_per_thread(ties, threads):
+def test_rows_are_split_into_one_contiguous_range_per_thread(ties, threads, numpy_path):
     x = tied_input((1, 5, 2, 3), seed=1)  # 5 rows of 6 positions: 30 elements
     assert torch.equal(topk_mask(x, 0.5, ties), sort_reference(x, 3, ties))
     assert threads == [(2, os.getpid(), [(0, 2), (2, 5)])]

@@ -26,20 +26,23 @@ paper code's selection. Max-pools duplicate values, so real feature maps do tie
 How it is computed. ``|x|`` of a float is its bit pattern with the sign bit cleared,
 and non-negative floats order like those bit patterns read as integers. So the
 selection runs on integer keys: cheaper to compare than floats (no NaN handling),
-and float16/bfloat16 select as int16. On the CPU rows are processed in blocks that
-fit in cache, split across ``torch.get_num_threads()`` threads (numpy releases the
-GIL): per block the key is built, introselect (``ndarray.partition``) finds the K-th
-largest key of each row, and the key is rebuilt in place and compared to it into the
-output mask, so ``x`` is read from memory once and the mask written once. The zero
-rule is folded into the threshold (at least the smallest positive key, 1), and with
-``ties="exact"`` only rows that have a tie are resolved further (a row has one when
-an entry left of the partition point equals the K-th key). Elsewhere (CUDA, and while
-``torch.compile`` traces) the K-th largest comes from ``torch.topk(sorted=False)`` and
-ties are resolved with a cumulative count. The CPU choice was measured
-(``benchmarks/topk_op.py --selection``): on an AMD EPYC with AVX-512, introselect on
-integer keys beat introselect on floats, ``torch.topk(sorted=False)`` and
-``torch.kthvalue`` on every benchmark shape; a sample-then-filter select was slower
-still (its ragged gathers cost more than the select they save).
+and float16/bfloat16 select as 16-bit keys. On the CPU a compiled select
+(``_topk_native.c``, built at install, called through ctypes) handles each row in
+cache: a sampled histogram of the keys' top bits brackets the K-th largest, one pass
+gathers the few keys inside the bracket, radix levels find the K-th among them, and
+one more pass writes the mask, and for :func:`spatial_topk` Eq. 1's output with it,
+so the forward reads ``x`` from memory once. Rows are spread over torch's own OpenMP
+threads. Where the extension was not built (no C compiler at install) the same
+selection runs in numpy, in row blocks that fit in cache on a thread pool of our own:
+introselect (``ndarray.partition``) for the K-th largest key of each row, then a
+compare into the mask. :func:`cpu_selection` says which one runs. Both fold the zero
+rule into the threshold (at least the smallest positive key, 1), and with
+``ties="exact"`` resolve further only the rows that have a tie. Elsewhere (CUDA, and
+while ``torch.compile`` traces) the K-th largest comes from ``torch.topk(sorted=False)``
+and ties are resolved with a cumulative count. The CPU choice was measured
+(``benchmarks/topk_op.py --selection``, each float dtype): on a 2-core AMD EPYC the
+compiled select beat numpy's introselect on integer keys, introselect on floats,
+``torch.topk(sorted=False)`` and ``torch.kthvalue`` on every benchmark shape.
 
 Backward saves one boolean mask (1 byte per element) and nothing else: the
 selection runs without autograd, and the gradient is one ``where``: the incoming
@@ -48,6 +51,8 @@ gradient where the mask is set and exactly zero elsewhere.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +111,42 @@ _KEY_DTYPES = {
     torch.float32: (torch.int32, np.int32),
     torch.float64: (torch.int64, np.int64),
 }
+
+
+def _load_native() -> tuple[ctypes.CDLL | None, dict[torch.dtype, ctypes._CFuncPtr]]:
+    """The compiled select (``_topk_native.c``) and its function per float dtype; ``(None, {})``
+    where the extension was not built or does not load."""
+    spec = importlib.util.find_spec("topkshape._topk_native")
+    if spec is None or spec.origin is None:
+        return None, {}
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None, {}
+    library.topk_vector_bracket.argtypes = [ctypes.c_int]
+    library.topk_vector_bracket.restype = ctypes.c_int
+    library.topk_bracket_misses.restype = ctypes.c_int64
+    library.topk_openmp.restype = ctypes.c_int
+    functions = {}
+    for dtype, (torch_int, _) in _KEY_DTYPES.items():
+        function = getattr(library, f"topk_rows_u{torch_int.itemsize * 8}")
+        # bits, mask, out (or NULL), rows, positions per row, k, exact, complement, threads
+        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3
+        function.restype = ctypes.c_int
+        functions[dtype] = function
+    return library, functions
+
+
+_NATIVE_LIBRARY, _NATIVE = _load_native()
+
+
+def cpu_selection() -> str:
+    """Which CPU selection runs: the compiled radix select (and whether its float32 bracket
+    pass uses AVX-512), or numpy's introselect where the extension was not built."""
+    if not _NATIVE:
+        return "numpy introselect (compiled select not built)"
+    vector = ", AVX-512 bracket pass" if _NATIVE_LIBRARY is not None and _NATIVE_LIBRARY.topk_vector_bracket(-1) else ""
+    return f"compiled radix select{vector}"
 
 
 def topk_mask(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
@@ -179,7 +220,9 @@ _PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
 def _cpu_mask(x: Tensor, k: int, exact: bool) -> Tensor:
-    """Top-K mask of a contiguous CPU tensor, computed block by block on integer keys."""
+    """Top-K mask of a contiguous CPU tensor, computed row by row on integer keys."""
+    if x.dtype in _NATIVE:
+        return _native_select(x, k, exact, complement=False, with_output=False)[0]
     n, c, h, w = x.shape
     torch_int, np_int = _KEY_DTYPES[x.dtype]
     bits = x.view(torch_int).numpy().reshape(n * c, h * w)
@@ -214,6 +257,40 @@ def _mask_rows(bits: np.ndarray, k: int, exact: bool, magnitude_bits: np.integer
             block_out[tied] = _first_k_of_ties(key[tied], kth[tied], k)
 
 
+def _native_select(x: Tensor, k: int, exact: bool, complement: bool, with_output: bool) -> tuple[Tensor, Tensor | None]:
+    """The mask of kept entries (Top-K, or its complement) of a contiguous CPU tensor, by
+    the compiled select, and with ``with_output`` the kept entries of ``x`` (zeros elsewhere).
+
+    Both come from torch's allocator, like every other tensor of a training step, so that
+    the memory settings a user gives torch (jemalloc, glibc's MALLOC_* variables; see the
+    README's Performance section) apply to them too.
+    """
+    n, c, h, w = x.shape
+    select = _NATIVE[x.dtype]
+    positions, item = h * w, x.element_size()
+    mask = torch.empty(x.shape, dtype=torch.bool)
+    out = torch.empty(x.shape, dtype=x.dtype) if with_output else None
+    mask_address = mask.data_ptr()
+    out_address = None if out is None else out.data_ptr()
+
+    def work(part: np.ndarray, lo: int, hi: int, threads: int = 1) -> None:
+        lo, rows = int(lo), int(hi - lo)  # numpy integers from the row split: ctypes wants ints
+        out_rows = None if out_address is None else out_address + lo * positions * item
+        status = select(part.ctypes.data, mask_address + lo * positions, out_rows, rows, positions, k, exact, complement, threads)
+        if status == -2:
+            raise ValueError(f"Top-K: K = {k} is outside 1..{positions}, the positions per channel")
+        if status != 0:
+            raise MemoryError(f"Top-K: no memory for the selection buffers of {positions} positions")
+
+    rows = x.view(_KEY_DTYPES[x.dtype][0]).numpy().reshape(n * c, positions)
+    if _NATIVE_LIBRARY is not None and _NATIVE_LIBRARY.topk_openmp():
+        # On torch's OpenMP threads (see topk_rows in _topk_native.c), split as _run_in_threads would.
+        work(rows, 0, len(rows), threads=_thread_count(rows))
+    else:
+        _run_in_threads(rows, work)
+    return mask, out
+
+
 def _first_k_of_ties(key: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
     """Exactly k per row: every key above the k-th, then tied keys in index order."""
     above = key > kth[:, None]
@@ -222,10 +299,18 @@ def _first_k_of_ties(key: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
     return above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need[:, None]))
 
 
+def _thread_count(rows: np.ndarray) -> int:
+    """Threads for a selection over ``rows``: torch's count, but 1 for small inputs and never
+    more than one per row."""
+    if rows.size < _PARALLEL_MIN_ELEMENTS:
+        return 1
+    return max(1, min(torch.get_num_threads(), rows.shape[0]))
+
+
 def _run_in_threads(rows: np.ndarray, work) -> None:
     """Run ``work(rows[lo:hi], lo, hi)`` on contiguous row ranges, one per thread."""
-    threads = min(torch.get_num_threads(), rows.shape[0])
-    if threads <= 1 or rows.size < _PARALLEL_MIN_ELEMENTS:
+    threads = _thread_count(rows)
+    if threads <= 1:
         work(rows, 0, rows.shape[0])
         return
     bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
@@ -253,6 +338,21 @@ class _MaskedIdentity(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (mask,) = ctx.saved_tensors
         return torch.where(mask, grad, grad.new_zeros(())), None
+
+
+class _SelectedCopy(torch.autograd.Function):
+    """Eq. 1 (or its complement) in one compiled pass that writes the output and the mask."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, k: int, exact: bool, complement: bool) -> Tensor:  # type: ignore[override]
+        mask, out = _native_select(x, k, exact, complement, with_output=True)
+        ctx.save_for_backward(mask)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return torch.where(mask, grad, grad.new_zeros(())), None, None, None
 
 
 class _MaskedMean(torch.autograd.Function):
@@ -297,6 +397,10 @@ def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk", ties: Ties = "
     fraction = check_fraction(fraction)
     if fraction == 1.0 and keep == "topk":
         return x
+    k = topk_count(fraction, x.shape[2] * x.shape[3])
+    fused = x.device.type == "cpu" and x.dtype in _NATIVE and x.is_contiguous() and not torch.compiler.is_compiling()
+    if fused and k < x.shape[2] * x.shape[3]:  # K >= H*W selects nothing: topk_mask answers it
+        return _SelectedCopy.apply(x, k, ties == "exact", keep == "non_topk")
     return _keep_masked(x, topk_mask(x, fraction, ties), keep)
 
 
