@@ -23,7 +23,6 @@ TIES = ["keep", "exact"]
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 
-
 @pytest.fixture(autouse=True)
 def _compiled_select():
     if (reason := compiled_select_missing()) is not None:
