@@ -20,7 +20,7 @@ CPU the compiled radix select (with and without its AVX-512 bracket pass) and nu
 introselect on integer keys, whole masks, against ``torch.topk``/``torch.kthvalue`` and
 introselect on floats for the K-th value alone. ``--dtype`` times another float type.
 
-    python benchmarks/topk_op.py [--device cuda] [--repeats 9] [--shapes 32x64x56x56 ...] [--dtype float32] [--selection] [--numpy-fallback]
+    python benchmarks/topk_op.py [--device cuda] [--repeats 9] [--shapes 32x64x56x56 ...] [--dtype float32] [--selection] [--numpy-fallback] [--portable-bracket]
 """
 
 from __future__ import annotations
@@ -183,11 +183,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float16", "bfloat16", "float32", "float64"])
     parser.add_argument("--selection", action="store_true", help="also time each exact selection candidate")
     parser.add_argument("--numpy-fallback", action="store_true", help="time the numpy path that runs where the compiled select was not built")
+    parser.add_argument("--portable-bracket", action="store_true", help="the compiled select without its AVX-512 gather, as on CPUs without AVX-512")
     args = parser.parse_args()
-    if args.numpy_fallback:
-        from topkshape import ops
+    from topkshape import ops
 
+    if args.numpy_fallback:
         ops._NATIVE = {}
+    if args.portable_bracket and ops._NATIVE_LIBRARY is not None:
+        ops._NATIVE_LIBRARY.topk_vector_bracket(0)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     print(f"device: {describe_device(device)}; torch {torch.__version__}; numpy {np.__version__}")
