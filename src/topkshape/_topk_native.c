@@ -34,9 +34,9 @@
 #include <omp.h>
 #endif
 
-/* Compiled once per x86-64 level and picked at load time: AVX-512 and AVX2 vectorise the
-   max, mask and copy passes (measured 1.6x faster than baseline x86-64 on an AMD EPYC),
-   and a wheel built on one machine still runs on an older one. */
+/* Compiled once per x86-64 level and picked at load time: AVX-512 or AVX2 vectorise the
+   compare, mask and copy loops where the CPU has them, and a wheel built on one machine
+   still runs on an older one. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define PER_CPU_LEVEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
