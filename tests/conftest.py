@@ -8,6 +8,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def help_text(main, capsys) -> str:
+    """What ``main(["--help"])`` prints, on one line: whitespace collapsed, and Python < 3.10's
+    "optional arguments:" heading spelled as 3.10+ spells it. Asserts that --help exits 0."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split()).replace("optional arguments:", "options:")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Small ops gain little from threads, and spinning threads stall on a busy machine."""

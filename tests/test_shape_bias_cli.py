@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from topkshape.shape_bias.__main__ import main
+from conftest import help_text
 
 HEADER = "subj,session,trial,rt,object_response,category,condition,imagename"
 # (object_response, category, imagename): cat has one shape, one texture, one other decision and
@@ -173,10 +174,7 @@ def test_skipped_rows_are_warned_on_stderr_once_the_librarys_log_record_going_to
 
 
 def test_help_documents_every_option(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--help"])
-    assert exc.value.code == 0
-    text = " ".join(capsys.readouterr().out.split()).replace("optional arguments:", "options:")
+    text = help_text(main, capsys)
     assert text == (
         "usage: python -m topkshape.shape_bias [-h] --raw-csv RAW_CSV [RAW_CSV ...] --out OUT [--per-class PER_CLASS] [--skip-invalid] "
         "Shape bias of raw cue-conflict decision files (model-vs-human format). "

@@ -42,6 +42,7 @@ from topkshape.shape_bias.evaluate import (
     with_inference_topk,
 )
 from topkshape.shape_bias.run import load_plain_model, run_cue_conflict_sweep
+from conftest import help_text
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIXTEEN = list(sixteen_class_indices())
@@ -481,10 +482,7 @@ def test_command_line_passes_ties_threads_device_and_batch_size_and_shows_no_pro
 
 
 def test_command_line_help_documents_every_option(capsys):
-    with pytest.raises(SystemExit) as exc:
-        evaluate.main(["--help"])
-    assert exc.value.code == 0
-    text = " ".join(capsys.readouterr().out.split()).replace("optional arguments:", "options:")
+    text = help_text(evaluate.main, capsys)
     assert text == (
         "usage: python -m topkshape.shape_bias.evaluate [-h] --arch ARCH [--weights WEIGHTS] [--fraction FRACTION] "
         "[--mode {topk,non_topk,mean_replace}] [--ties {keep,exact}] [--positions POSITIONS] --images IMAGES --out OUT "
