@@ -19,7 +19,18 @@ import time
 import torch
 
 from topkshape import ops, spatial_topk, topk_mask
-from topk_op import describe_device
+from topk_op import describe_device, with_numpy_selection
+
+
+def with_python_pool(fn):
+    """Run ``fn`` with the compiled select on a Python thread pool, as a build without OpenMP does."""
+    library = ops._NATIVE_LIBRARY
+    openmp = library.topk_openmp
+    library.topk_openmp = lambda: 0
+    try:
+        return fn()
+    finally:
+        library.topk_openmp = openmp
 
 
 def loop_medians(step, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> tuple[float, float]:
@@ -54,21 +65,14 @@ def main() -> None:
     grad = torch.randn(shape)
     mask = topk_mask(x, args.fraction)
     zero = torch.zeros(())
-    library, native = ops._NATIVE_LIBRARY, ops._NATIVE
-    openmp = library.topk_openmp
     runs = {
-        "compiled, torch's OpenMP threads": {},
-        "compiled, a Python thread pool": {"topk_openmp": lambda: 0},
-        "numpy fallback, a Python thread pool": {"_NATIVE": {}},
+        "compiled, torch's OpenMP threads": lambda fn: fn(),
+        "compiled, a Python thread pool": with_python_pool,
+        "numpy fallback, a Python thread pool": with_numpy_selection,
     }
     print(f"{'':<40} {'forward':>8} {'backward':>9} {'total':>7}")
-    for name, patch in runs.items():
-        library.topk_openmp = patch.get("topk_openmp", openmp)
-        ops._NATIVE = patch.get("_NATIVE", native)
-        try:
-            fwd, bwd = loop_medians(lambda t: spatial_topk(t, args.fraction), x, grad, args.repeats)
-        finally:
-            library.topk_openmp, ops._NATIVE = openmp, native
+    for name, run in runs.items():
+        fwd, bwd = run(lambda: loop_medians(lambda t: spatial_topk(t, args.fraction), x, grad, args.repeats))
         print(f"{name:<40} {fwd:>8.2f} {bwd:>9.2f} {fwd + bwd:>7.2f}", flush=True)
     fwd, bwd = loop_medians(lambda t: torch.where(mask, t, zero), x, grad, args.repeats)
     print(f"{'masked-copy bound (torch.where)':<40} {fwd:>8.2f} {bwd:>9.2f} {fwd + bwd:>7.2f}")
