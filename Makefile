@@ -5,10 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all test setup bench mutation pull clean-results
+.PHONY: all test setup bench mutation pull clean-results paper-smoke
 
 all: $(STAMP)
 	$(BIN)/snakemake all --cores 2
+
+# The paper configuration's whole DAG, offline, on this machine: a miniature ImageNet, every download
+# served from 127.0.0.1, only counts shrunk (config/paper-smoke.yaml); then every output is checked.
+# Needs the paper's published files and model-vs-human's raw data (../shared/ beside the checkout, or
+# TOPKSHAPE_PAPER_DATA and TOPKSHAPE_MODEL_VS_HUMAN).
+paper-smoke: $(STAMP)
+	$(BIN)/python -m topkshape.smoke
 
 test: $(STAMP)
 	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
@@ -33,10 +40,10 @@ mutation: $(STAMP)
 	nice -n 19 $(BIN)/python tools/mutation.py --survivors $(MUTATION_ARGS)
 
 # A colleague's clone: fetch the shared datasets, models and results, then give each output the
-# time its job ended (DVC does not keep mtimes; see README "Sharing results").
+# time its job ended (DVC does not keep mtimes; see README "Sharing results"). The Snakefile does the
+# second step itself when it finds pulled job records, so a bare `dvc pull` is safe too.
 pull: $(STAMP)
-	$(BIN)/dvc pull
-	$(BIN)/python -m topkshape.sharing
+	$(BIN)/python -m topkshape.sharing --pull
 
 clean-results:
 	rm -rf results/*/ data/ logs/ .snakemake/

@@ -2,6 +2,7 @@
 # This file only sets up (configuration, validation, wildcard constraints, shared paths) and
 # includes one rules/<stage>.smk per stage; the logic lives in src/topkshape.
 import os
+import re
 import sys
 
 import yaml
@@ -9,6 +10,7 @@ from snakemake.utils import min_version
 
 from topkshape.config import validate_config
 from topkshape.errors import ConfigError
+from topkshape.plan_checks import workflow_resource_problems
 from topkshape.shape_bias.tags import sweep_tags
 
 # report(), report zips and the profiles need Snakemake 8+; only 9.x is tested (the lock pins 9.27.1).
@@ -33,15 +35,20 @@ except ConfigError as err:
 config.clear()
 config.update(checked)
 
-# A partial `dvc pull` must not turn into a silent retraining of everything (see topkshape.sharing).
+EXP = config["experiment"]
+
+# A partial `dvc pull` must not turn into a silent retraining of everything, and a whole one
+# restores the times of what it pulled before anything is planned (see topkshape.sharing).
 if not os.environ.get("TOPKSHAPE_REBUILD_MISSING"):
-    from topkshape.sharing import missing_pulls, missing_pulls_message
+    from topkshape.sharing import missing_pulls, missing_pulls_message, sync_pulled_metadata
 
     _missing = missing_pulls(".")
     if _missing:
         sys.exit(f"topkshape: {missing_pulls_message(_missing)}")
+    _synced = sync_pulled_metadata(".", EXP)
+    if _synced:
+        print(f"topkshape: {_synced} results pulled by DVC got back the times their jobs ended (results/{EXP}/snakemake-metadata)", file=sys.stderr)
 
-EXP = config["experiment"]
 DATA = f"data/{EXP}"
 RESULTS = f"results/{EXP}"
 LOGS = f"logs/{EXP}"
@@ -84,6 +91,7 @@ DATA_TARGETS = (
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/weights.smk"
 include: "rules/train.smk"
 include: "rules/shape_bias.smk"
 include: "rules/texture.smk"
@@ -105,6 +113,7 @@ localrules:
     gan_mask_dynamics,
     builtin_styles,
     adain_weights,
+    pretrained_weights,
     cue_conflict_images,
     human_decisions,
     reference_decisions,
@@ -113,7 +122,7 @@ localrules:
 
 rule all:
     input:
-        "results/environment.txt",
+        f"{RESULTS}/environment.txt",
         DATA_TARGETS,
         rules.table1.output,
         rules.shape_bias_report.output,
@@ -122,3 +131,8 @@ rule all:
         rules.gan_mask_dynamics.output if FEWSHOT else [],
         rules.table2.output,
     default_target: True
+
+
+# Resource settings that name no rule, or an empty SLURM partition/account, stop the plan (one line).
+for _problem in workflow_resource_problems(workflow):
+    sys.exit(f"topkshape: {_problem}")

@@ -11,6 +11,24 @@ from topkshape.paper_data import fewshot_part
 from topkshape.shape_bias.tags import TRAINED_PREFIX
 
 
+# Downloads (rules/data.smk, shape_bias.smk, weights.smk).
+
+def stop_if_unpinned(*keys, outputs=()):
+    """An input function of a download rule: when ``downloads.require_pinned`` would refuse the
+    download (a key of ``keys`` unpinned) and its output is not there yet, the plan stops in one
+    line (``snakemake -n`` included) instead of the job failing hours into a run."""
+    def check(wildcards):
+        targets = [path.format(**wildcards) for path in outputs]
+        if targets and all(os.path.exists(path) for path in targets):
+            return []
+        for key in keys:
+            key = key.format(**wildcards)
+            if key in UNPINNED:
+                sys.exit(f"topkshape: {UNPINNED[key]}")
+        return []
+    return check
+
+
 # Data stage (rules/data.smk).
 
 def data_options(source):
@@ -39,23 +57,42 @@ def style_folder():
 def adain_weight_paths():
     """Configured weight files, or the ones the download rule fetches."""
     return (
-        ADAIN["encoder_path"] or "resources/adain/vgg_normalised.pth",
-        ADAIN["decoder_path"] or "resources/adain/decoder.pth",
+        ADAIN["encoder_path"] or f"{DOWNLOADS_DIR}/adain/vgg_normalised.pth",
+        ADAIN["decoder_path"] or f"{DOWNLOADS_DIR}/adain/decoder.pth",
     )
+
+
+def downloaded(path):
+    """A pinned download as an input: its content is fixed by its pin (a param of the consumer), so its
+    time means nothing, and a clone that pulled the results (not the downloads) recomputes nothing."""
+    return ancient(path)
+
+
+def adain_inputs():
+    """The AdaIN weights: downloaded (pinned, see adain_pins) or a user's files (their times count)."""
+    encoder, decoder = adain_weight_paths()
+    return (downloaded(encoder) if not ADAIN["encoder_path"] else encoder,
+            downloaded(decoder) if not ADAIN["decoder_path"] else decoder)
+
+
+def adain_pins():
+    """The pins of downloaded AdaIN weights: a changed pin reruns the stylized sets."""
+    return {part: ADAIN[f"{part}_sha256"] for part in ("encoder", "decoder") if not ADAIN[f"{part}_path"]}
 
 
 def stylized_inputs(wildcards):
     inputs = {"subset": f"{DATA}/{wildcards.subset}"}
     if USES_ADAIN:
-        inputs["encoder"], inputs["decoder"] = adain_weight_paths()
-        inputs["styles"] = style_folder()  # a user folder too: replacing it reruns the stylized sets
+        inputs["encoder"], inputs["decoder"] = adain_inputs()
+        styles = style_folder()  # a user folder too: replacing it reruns the stylized sets
+        inputs["styles"] = downloaded(styles) if STYLIZE["styles"] == "paper_data" else styles
     return inputs
 
 
 def fewshot_inputs(wildcards):
     """A few-shot set taken from the paper's published data reads its verified folder."""
     paper_set = PAPER_FEWSHOT.get(wildcards.fewshot)
-    return {"paper": f"{PAPER_DATA}/{fewshot_part(paper_set)}"} if paper_set else {}
+    return {"paper": downloaded(f"{PAPER_DATA}/{fewshot_part(paper_set)}")} if paper_set else {}
 
 
 def stylized_options():
@@ -99,7 +136,9 @@ def cue_conflict_inputs(wildcards):
             "images": f"{DATA}/{subset}-stylized",
             "checkpoint": f"{RESULTS}/train/{subset}/baseline/seed{SEEDS[0]}/model.pt",
         }
-    return {"images": cue_conflict_folder()}
+    folder = cue_conflict_folder()
+    return {"images": folder if SB["cue_conflict"]["source"] == "folder" else downloaded(folder),
+            **weights_input("weights", f"shape_bias:{wildcards.model}")}
 
 
 def imagenet_only(value):
@@ -107,10 +146,23 @@ def imagenet_only(value):
     return lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else value
 
 
+# Pretrained weights (rules/weights.smk).
+
+def weights_input(name, role):
+    """``{name: <downloads.folder>/weights/<file>}`` when this configuration downloads ``role``'s weights, else empty."""
+    return {name: downloaded(f"{WEIGHTS_DIR}/{WEIGHT_FILES[role]}")} if role in WEIGHT_FILES else {}
+
+
+def weights_pins(*roles):
+    """What pins each downloaded weights file of ``roles`` (a param: a changed pin reruns the job)."""
+    return {WEIGHT_FILES[role]: pretrained.pinned_hash(WEIGHT_FILES[role], DOWNLOADS) or pretrained.name_prefix(WEIGHT_FILES[role])
+            for role in roles if role in WEIGHT_FILES}
+
+
 # Figures 2, 3, 8 (rules/texture.smk).
 
 def texture_inputs(wildcards):
-    inputs = {"targets": f"{DATA}/fewshot/{TX['targets']}"}
+    inputs = {"targets": f"{DATA}/fewshot/{TX['targets']}", **weights_input("weights", "texture")}
     if TX_TRAINED:
         inputs["checkpoint"] = f"{RESULTS}/train/{TX['feature_net'][len('trained_'):]}/baseline/seed{SEEDS[0]}/model.pt"
     return inputs
@@ -125,14 +177,17 @@ def gan_topk_fraction(wildcards):
 
 def gan_train_inputs(wildcards):
     """The few-shot set; with FID during training (the paper's rollback) also the classifier extractor."""
-    inputs = {"images": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    inputs = {"images": f"{DATA}/fewshot/{wildcards.fewshot}", **weights_input("lpips", "lpips")}
+    if GAN_FID_DURING_TRAINING:
+        inputs.update(weights_input("inception", "inception"))
     if GAN_FID_DURING_TRAINING and GAN_CLASSIFIER:
         inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
     return inputs
 
 
 def gan_eval_inputs(wildcards):
-    inputs = {"generator": f"{GAN_RUN.format(**wildcards)}/generator_ema.pt", "initial": f"{GAN_RUN.format(**wildcards)}/generator_init.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}"}
+    inputs = {"generator": f"{GAN_RUN.format(**wildcards)}/generator_ema.pt", "initial": f"{GAN_RUN.format(**wildcards)}/generator_init.pt", "real": f"{DATA}/fewshot/{wildcards.fewshot}",
+              **weights_input("inception", "inception")}
     if GAN_CLASSIFIER:
         inputs["classifier"] = f"{RESULTS}/train/{GAN['eval']['classifier_subset']}/baseline/seed{SEEDS[0]}/model.pt"
     return inputs

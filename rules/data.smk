@@ -2,6 +2,7 @@
 # synthesis sets, and the files the paper publishes. The source (generated shapes, ImageNet or the
 # paper's own files) and the stylization (texture swap or AdaIN) are config values; every branch
 # writes the same layout. Every value a job uses is a param: editing it reruns exactly those jobs.
+from topkshape.config import unpinned_downloads
 from topkshape.paper_data import PART_FOLDERS
 
 DATA_CFG = config["data"]
@@ -9,7 +10,10 @@ STYLIZE = config["stylize"]
 ADAIN = STYLIZE["adain"]
 USES_ADAIN = STYLIZE["method"] == "adain"
 REQUIRE_PINNED = config["downloads"]["require_pinned"]
-PAPER_DATA = "resources/paper-data"
+UNPINNED = unpinned_downloads(config)
+# Downloads go to downloads.folder (resources/ unless a config moves them, as the smoke run does).
+DOWNLOADS_DIR = config["downloads"]["folder"]
+PAPER_DATA = f"{DOWNLOADS_DIR}/paper-data"
 PAPER_FEWSHOT = DATA_CFG["paper_fewshot"]
 
 
@@ -44,6 +48,7 @@ rule fewshot:
         options=fewshot_param(lambda wildcards: fewshot_options()),
         imagenet_root=fewshot_param(lambda wildcards: config["imagenet_root"] if DATA_CFG["source"] == "imagenet" else None),
         paper_set=lambda wildcards: PAPER_FEWSHOT.get(wildcards.fewshot),
+        paper_images=lambda wildcards: DATA_CFG["paper_fewshot_images"] if wildcards.fewshot in PAPER_FEWSHOT else None,
     log:
         f"{LOGS}/data/fewshot_{{fewshot}}.log",
     benchmark:
@@ -88,9 +93,12 @@ rule builtin_styles:
 
 
 rule adain_weights:
+    input:
+        stop_if_unpinned("stylize.adain.encoder_sha256", "stylize.adain.decoder_sha256",
+                         outputs=(f"{DOWNLOADS_DIR}/adain/vgg_normalised.pth", f"{DOWNLOADS_DIR}/adain/decoder.pth")),
     output:
-        encoder="resources/adain/vgg_normalised.pth",
-        decoder="resources/adain/decoder.pth",
+        encoder=f"{DOWNLOADS_DIR}/adain/vgg_normalised.pth",
+        decoder=f"{DOWNLOADS_DIR}/adain/decoder.pth",
     params:
         encoder_url=ADAIN["encoder_url"],
         encoder_sha256=ADAIN["encoder_sha256"],
@@ -118,6 +126,7 @@ rule stylized:
         style_dir=style_folder() if USES_ADAIN else None,
         encoder=adain_weight_paths()[0] if USES_ADAIN else None,
         decoder=adain_weight_paths()[1] if USES_ADAIN else None,
+        adain_pins=adain_pins() if USES_ADAIN else None,
     log:
         f"{LOGS}/data/stylized_{{subset}}.log",
     benchmark:

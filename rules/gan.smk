@@ -25,6 +25,7 @@ rule gan_train:
         topk_fraction=gan_topk_fraction,
         snapshot_every=GAN["eval"]["snapshot_every"],
         fid=GAN["eval"] if GAN_FID_DURING_TRAINING else None,
+        weights_pins=weights_pins("lpips", "inception") if GAN_FID_DURING_TRAINING else weights_pins("lpips"),
         mask_dynamics=config["texture"]["mask_dynamics"],
     log:
         f"{LOGS}/gan/{{fewshot}}_{{gan_variant}}_seed{{gan_seed}}.log",
@@ -47,6 +48,7 @@ rule gan_eval:
         preview=f"{GAN_RUN}/preview.png",
     params:
         eval=GAN["eval"],
+        weights_pins=weights_pins("inception"),
     log:
         f"{LOGS}/gan/eval_{{fewshot}}_{{gan_variant}}_seed{{gan_seed}}.log",
     benchmark:

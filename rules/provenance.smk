@@ -2,9 +2,9 @@
 
 rule environment:
     output:
-        report("results/environment.txt", caption="../report/environment.rst", category="Provenance"),
+        report(f"{RESULTS}/environment.txt", caption="../report/environment.rst", category="Provenance"),
     log:
-        "logs/environment.log",
+        f"{LOGS}/environment.log",
     threads: 1
     conda:
         "../environment.yml"

@@ -5,6 +5,8 @@ SB_RAW = f"{RESULTS}/shape_bias/raw/cue-conflict_{{model}}-{{tag}}_session-1.csv
 
 
 rule cue_conflict_images:
+    input:
+        stop_if_unpinned("shape_bias.cue_conflict.sha256", outputs=(f"{DATA}/cue-conflict",)),
     output:
         directory(f"{DATA}/cue-conflict"),
     params:
@@ -37,6 +39,9 @@ rule human_decisions:
 
 # The paper's transformers (ViT-L, CLIP) as reference lines of Figure 4: model-vs-human raw files.
 rule reference_decisions:
+    input:
+        stop_if_unpinned(*(f"shape_bias.references.files.{label}.sha256" for label in SB["references"]["files"]),
+                         outputs=(f"{DATA}/references",)),
     output:
         directory(f"{DATA}/references"),
     params:
@@ -65,6 +70,9 @@ rule cue_conflict_eval:
         image_size=imagenet_only(SB["image_size"]),
         batch_size=SB["batch_size"],
         ties=SB["ties"],
+        images_per_class=lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else SB["cue_conflict"]["images_per_class"],
+        stimuli_sha256=imagenet_only(SB["cue_conflict"]["sha256"] if SB["cue_conflict"]["source"] == "download" else None),
+        weights_pins=lambda wildcards: weights_pins(f"shape_bias:{wildcards.model}"),
     log:
         f"{LOGS}/shape_bias/{{model}}.log",
     benchmark:
@@ -81,8 +89,8 @@ rule cue_conflict_eval:
 rule shape_bias_report:
     input:
         raw=expand(SB_RAW, model=SB["models"], tag=SB_TAGS),
-        humans=[human_folder()] if SB["humans"]["source"] == "download" else [],
-        references=[reference_folder()] if SB["references"]["source"] == "download" else [],
+        humans=[downloaded(human_folder())] if SB["humans"]["source"] == "download" else [],
+        references=[downloaded(reference_folder())] if SB["references"]["source"] == "download" else [],
     output:
         csv=report(f"{RESULTS}/tables/shape_bias.csv", caption="../report/shape_bias_table.rst", category="Figures 4-5"),
         md=f"{RESULTS}/tables/shape_bias.md",
@@ -96,9 +104,11 @@ rule shape_bias_report:
     params:
         humans=human_folder(),
         references=reference_files(),
+        reference_pins={label: entry["sha256"] for label, entry in SB["references"]["files"].items()} if SB["references"]["source"] == "download" else None,
         experiment=EXP,
         bootstrap_samples=SB["bootstrap_samples"],
         chance_alpha=SB["chance_alpha"],
+        figure5_k=SB["figure5_k"],
     log:
         f"{LOGS}/shape_bias/report.log",
     threads: 1

@@ -18,6 +18,7 @@ rule texture_synthesis:
     params:
         # The synthesis settings; mask_dynamics is the trainers' business and must not rerun this.
         texture={key: value for key, value in TX.items() if key != "mask_dynamics"},
+        weights_pins=weights_pins("texture"),
     log:
         f"{LOGS}/texture/texture_synthesis.log",
     benchmark:

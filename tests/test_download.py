@@ -145,3 +145,17 @@ def test_human_decisions_are_checked_against_the_shipped_pins(tmp_path):
     with pytest.raises(ChecksumError, match=HUMAN_FILES[3]):
         fetch_human_decisions(str(mirror), tmp_path / "humans2")
     assert not (tmp_path / "humans2").exists()
+
+
+def test_a_hash_prefix_pins_a_download_as_torch_hub_does(server, tmp_path, caplog):
+    """torchvision's and torch-fidelity's files carry a SHA-256 prefix in their names (vgg16-397923af.pth)."""
+    dest = tmp_path / "out" / "model.pth"
+    with caplog.at_level(logging.WARNING):
+        download_file(f"{server}/model.pth", dest, None, progress=False, require_pinned=True, sha256_prefix=PAYLOAD_SHA[:8])
+    assert dest.read_bytes() == PAYLOAD and "unpinned" not in caplog.text
+    other = tmp_path / "other" / "model.pth"
+    with pytest.raises(ChecksumError, match=f"does not start with {'0' * 8}"):
+        download_file(f"{server}/model.pth", other, None, progress=False, sha256_prefix="0" * 8)
+    assert not other.parent.exists() or leftovers(other.parent) == []
+    with pytest.raises(ConfigError, match="sha256_prefix"):
+        download_file(f"{server}/model.pth", other, None, progress=False, sha256_prefix="xyz")

@@ -172,7 +172,15 @@ def test_fid_kid_passes_its_folders_and_options_to_one_torch_fidelity_call(folde
     assert result == {"fid": 1.0, "kid": 2.0, "kid_std": 3.0, "kid_x1e3": 2000.0}
     fid_kid(*folders, kid_subset_size=2)
     assert spy[1]["feature_extractor"] is None and spy[1]["feature_extractor_weights_path"] is None
-    assert spy[1]["save_cpu_ram"] is False
+    assert spy[1]["save_cpu_ram"] is True  # a few images: read in the main process, no DataLoader workers
+
+
+def test_save_cpu_ram_left_unset_uses_workers_only_for_large_folders(folders, spy, monkeypatch):
+    import topkshape.gan.fidelity as fidelity
+
+    monkeypatch.setattr(fidelity, "FEW_IMAGES", 1)
+    fid_kid(*folders, kid_subset_size=2)
+    assert spy[0]["save_cpu_ram"] is False
 
 
 # --- inputs fid_kid refuses ------------------------------------------------------

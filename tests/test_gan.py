@@ -208,6 +208,29 @@ def test_a_checkpoint_of_other_settings_is_not_resumed_and_training_starts_over(
     assert all(torch.equal(fresh[k], started_over[k]) for k in fresh)
 
 
+def test_a_run_started_over_keeps_no_snapshot_of_the_earlier_run(few_shot_images, topk_run, tmp_path):
+    """selection: best picks among snapshots: one of a longer earlier run must not be a candidate."""
+    work = tmp_path / "again"
+    shutil.copytree(topk_run, work)
+    assert sorted(p.name for p in (work / "snapshots").iterdir()) == ["generator_ema_0000002.pt", "generator_ema_0000004.pt"]
+    train_fastgan(few_shot_images, work, dataclasses.replace(TINY, iterations=2), device="cpu", progress=False)
+    assert sorted(p.name for p in (work / "snapshots").iterdir()) == ["generator_ema_0000002.pt"]
+
+
+def test_selection_best_scores_the_final_generator_once_when_it_is_the_last_snapshot(topk_run, tmp_path):
+    from topkshape.gan.evaluate import _candidates
+
+    assert [p.name for p in _candidates(topk_run, "best")] == ["generator_ema_0000002.pt", "generator_ema_0000004.pt"]
+    assert [p.name for p in _candidates(topk_run, "final")] == ["generator_ema.pt"]
+    changed = tmp_path / "changed"
+    shutil.copytree(topk_run, changed)
+    state = torch.load(changed / "generator_ema.pt", weights_only=True)
+    first = next(iter(state["generator"]))
+    state["generator"][first] = state["generator"][first] + 1
+    torch.save(state, changed / "generator_ema.pt")
+    assert [p.name for p in _candidates(changed, "best")][-1] == "generator_ema.pt"
+
+
 def test_missing_or_empty_image_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputDataError, match="not found"):
         train_fastgan(tmp_path / "nope", tmp_path / "out", TINY, progress=False)

@@ -387,3 +387,26 @@ def test_out_dir_may_not_contain_the_imagenet_root(flat_root):
     with pytest.raises(ConfigError, match="would replace"):
         extract(flat_root, flat_root.parent)
     assert (flat_root / "train").is_dir()
+
+
+def test_resize_short_side_null_keeps_every_original_file_byte_for_byte(folder_root, tmp_path):
+    """The paper code trains on ImageNet's own JPEGs: the paper config extracts them unchanged."""
+    out = tmp_path / "subset"
+    extract(folder_root, out, resize_short_side=None)
+    rows = read_csv(out / "manifest.csv")
+    assert rows and all(row["status"] == "ok" for row in rows)
+    for row in rows:
+        written = out / row["path"]
+        source = Path(row["source"]) if Path(row["source"]).is_absolute() else folder_root / row["source"]
+        assert written.read_bytes() == source.read_bytes()
+        assert row["sha1"] == hashlib.sha1(source.read_bytes()).hexdigest()
+
+
+def test_resize_short_side_null_still_decodes_every_image_and_skips_a_corrupt_one(folder_root, tmp_path):
+    bad = folder_root / "train" / WNIDS[0] / "broken.JPEG"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    out = tmp_path / "subset"
+    extract(folder_root, out, resize_short_side=None)
+    rows = {Path(row["path"]).name: row for row in read_csv(out / "manifest.csv")}
+    assert not (out / "train" / WNIDS[0] / "broken.JPEG").exists()
+    assert any(row["status"] != "ok" and "broken" in row["source"] for row in rows.values())

@@ -15,8 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "topkshape"
 
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"atomic", "gpu_slots", "reference", "provenance", "sharing", "params"},
+    {"atomic", "gpu_slots", "reference", "provenance", "sharing", "params", "plan_checks"},
     {"checkpoint", "download", "ops", "workflow", "slurm_resources"},
+    # Pretrained weight files (where from, how pinned, how loaded): below the models that load them.
+    {"pretrained", "stage_times"},
     {"models", "paper_data", "stylize"},
     {"mask_recording", "data"},
     {"classify"},
@@ -24,7 +26,8 @@ LAYERS: list[set[str]] = [
     # Config validation inspects models and data (layer names, widths, class names) and
     # runs only in the Snakefile, so it sits on top with the reports.
     {"report", "config"},
-    {"__main__"},
+    # The paper smoke run drives the whole workflow (and checks its config): on top.
+    {"__main__", "smoke"},
 ]
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 

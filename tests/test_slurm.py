@@ -40,7 +40,7 @@ def test_the_shipped_profile_runs_a_training_target_on_slurm_with_gpus_and_retri
     marker = tmp_path / "failed-once"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "TOPKSHAPE_FAIL_ONCE": f"train:{marker}"}
     target = "results/default/train/S1/topk/seed0/summary.json"
-    run = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "results/environment.txt", "--profile", str(SHIPPED_PROFILE), *CLUSTER_OVERRIDES,
+    run = subprocess.run([str(Path(sys.executable).parent / "snakemake"), target, "results/default/environment.txt", "--profile", str(SHIPPED_PROFILE), *CLUSTER_OVERRIDES,
                           "--configfile", str(config), "--verbose"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, check=False)
     output = run.stdout + run.stderr
@@ -66,7 +66,7 @@ def test_the_shipped_profile_runs_a_training_target_on_slurm_with_gpus_and_retri
     slurm_logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert any("rule_train" in p.as_posix() for p in slurm_logs), slurm_logs
     # The environment record is a local rule: written on the submitting host, never an sbatch job.
-    assert (work / "results" / "environment.txt").is_file()
+    assert (work / "results" / "default" / "environment.txt").is_file()
     if LOCAL_RULES.issubset(_declared_localrules()):
         assert not any("rule_environment" in p.as_posix() for p in slurm_logs), slurm_logs
 

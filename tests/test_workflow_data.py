@@ -84,7 +84,10 @@ def paper_repository_tree(root: Path) -> Path:
 def test_paper_config_plans_the_data_stages_from_the_published_files(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     root = _fake_tree(tmp_path)
-    plan = snakemake(work, "data", "-n", "--cores", "8", "--configfile", "config/paper.yaml", "--config", f"imagenet_root={root}")
+    # The AdaIN weights pinned (the shipped config stops until they are: tests/test_plan_checks.py).
+    pinned = write_config(work / "pinned.yaml", base="config/paper.yaml", imagenet_root=str(root),
+                          stylize__adain__encoder_sha256="a" * 64, stylize__adain__decoder_sha256="b" * 64)
+    plan = snakemake(work, "data", "-n", "--cores", "8", "--configfile", str(pinned))
     assert plan.returncode == 0, plan.stderr[-3000:]
     counts = planned_jobs(plan.stdout)
     # Styles and the four few-shot sets come from the paper's repository; no generated styles.
@@ -239,8 +242,9 @@ def test_require_pinned_refuses_the_unpinned_adain_weights_in_one_line(tmp_path,
     config = _adain_config(work, root, unpinned)  # the paper config: downloads.require_pinned true
     run = snakemake(work, "resources/adain/decoder.pth", "--cores", "1", "--configfile", str(config))
     assert run.returncode != 0
-    lines = [line for line in run.stderr.splitlines() if line.startswith("topkshape error:")]
-    assert len(lines) == 1 and "without a pinned SHA-256" in lines[0] and "stylize.adain.encoder_sha256" in lines[0]
+    # Refused when the job is planned, before any job runs (snakemake -n too): one line naming the key.
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "topkshape: config key 'stylize.adain.encoder_sha256': downloads.require_pinned refuses the unpinned download")
     assert "Traceback" not in run.stderr
     assert not (work / "resources/adain/vgg_normalised.pth").exists()
     # Switched off, the same download goes through and is logged with its actual hash.

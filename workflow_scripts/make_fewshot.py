@@ -14,5 +14,6 @@ with rule_logging(sm.log[0], "fewshot", gpus=sm.resources.get("gpu", 0)):
         options=sm.params.options,
         imagenet_root=sm.params.imagenet_root,
         paper_folder=sm.input.get("paper"),
+        paper_images=sm.params.paper_images,
         threads=sm.threads,
     )

@@ -222,6 +222,72 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool, mask_figures: 
     yield from _model_problems(config)
     yield from _count_problems(config, mask_figures)
     yield from _reference_problems(config, check_paths)
+    if check_paths:
+        yield from _offline_path_problems(config)
+
+
+def _paper_target_problems(names: Sequence[str], paper_set: str, cap: int | None) -> Iterator[str]:
+    """Texture targets taken from one of the paper's few-shot sets must be in it (its first ``cap`` files)."""
+    from topkshape.paper_data import fewshot_part, part_files
+
+    files = sorted(f.rel_path for f in part_files(fewshot_part(paper_set)))[:cap]
+    stems = {Path(name).stem for name in files}
+    missing = [name for name in names if name not in stems]
+    if missing:
+        where = f"the first {cap} images (data.paper_fewshot_images) of" if cap else "the images of"
+        yield f"config key 'texture.target_names': {missing} are not among {where} the paper's few-shot set {paper_set!r}"
+
+
+def unpinned_downloads(config: Mapping[str, Any]) -> dict[str, str]:
+    """Downloads ``downloads.require_pinned`` would refuse: config key that pins it -> one-line message.
+
+    Not part of :func:`validate_config`: the workflow asks when it plans the download's job
+    (rules/common.smk ``stop_if_unpinned``), so ``snakemake -n`` stops in one line before any
+    job, and a target that does not need the download is not held up by it.
+    """
+    if not config["downloads"]["require_pinned"]:
+        return {}
+    how = "(its SHA-256: sha256sum of the file, or `curl -sL URL | sha256sum`; or set downloads.require_pinned: false)"
+    refused: dict[str, str] = {}
+    stylize = config["stylize"]
+    if stylize["method"] == "adain":
+        adain = stylize["adain"]
+        for part in ("encoder", "decoder"):
+            if not adain[f"{part}_path"] and not adain[f"{part}_sha256"]:
+                key = f"stylize.adain.{part}_sha256"
+                refused[key] = (f"config key '{key}': downloads.require_pinned refuses the unpinned download {adain[f'{part}_url']}: "
+                                f"set it {how}, or set stylize.adain.{part}_path to a local copy")
+    shape_bias = config["shape_bias"]
+    if shape_bias["cue_conflict"]["source"] == "download" and not shape_bias["cue_conflict"]["sha256"]:
+        key = "shape_bias.cue_conflict.sha256"
+        refused[key] = (f"config key '{key}': downloads.require_pinned refuses the unpinned download "
+                        f"{shape_bias['cue_conflict']['url']}: set it {how}, or use shape_bias.cue_conflict.source paper_data")
+    if shape_bias["references"]["source"] == "download":
+        for label, entry in shape_bias["references"]["files"].items():
+            if not entry.get("sha256"):
+                key = f"shape_bias.references.files.{label}.sha256"
+                refused[key] = f"config key '{key}': downloads.require_pinned refuses the unpinned download of {entry['name']}: set it {how}"
+    from topkshape.pretrained import name_prefix, workflow_weight_files
+
+    for file in workflow_weight_files(config).values():
+        if name_prefix(file) is None and file not in config["downloads"]["sha256"]:
+            refused[f"downloads.sha256.{file}"] = (f"config key 'downloads.sha256': downloads.require_pinned refuses {file}, "
+                                                   f"whose name pins no hash: add '{file}: <sha256>' {how}")
+    return refused
+
+
+def _offline_path_problems(config: dict[str, Any]) -> Iterator[str]:
+    """Local files and folders the config names instead of a download: they must be there before any job."""
+    from topkshape.pretrained import is_weights_name
+
+    candidates = [("shape_bias.weights", config["shape_bias"]["weights"]), ("texture.weights", config["texture"]["weights"]),
+                  ("gan.eval.feature_extractor_weights_path", config["gan"]["eval"]["feature_extractor_weights_path"])]
+    for key, value in candidates:
+        if value and not (key != "gan.eval.feature_extractor_weights_path" and is_weights_name(value)) and not Path(value).is_file():
+            yield f"config key '{key}': file not found: {value}"
+    base = config["paper_data"]["base_url"]
+    if "://" not in base and not Path(base).is_dir():
+        yield f"config key 'paper_data.base_url': neither a URL nor an existing folder: {base}"
 
 
 def _data_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
@@ -356,9 +422,12 @@ def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]
         yield (f"config key 'texture.num_targets': {texture['num_targets']} is more than the "
                f"{data['fewshot_images']} images of a few-shot set (data.fewshot_images)")
     evaluation = gan["eval"]
-    if evaluation["kid_subset_size"] > min(data["fewshot_images"], evaluation["samples"]):
+    # The paper's own few-shot sets hold 100 (railway 105) images, or paper_fewshot_images of them.
+    paper_cap = data["paper_fewshot_images"] or 100
+    reals = min([data["fewshot_images"] if name not in data["paper_fewshot"] else paper_cap for name in data["fewshot"]] or [data["fewshot_images"]])
+    if evaluation["kid_subset_size"] > min(reals, evaluation["samples"]):
         yield (f"config key 'gan.eval.kid_subset_size': {evaluation['kid_subset_size']} is larger than the real "
-               f"({data['fewshot_images']}) or generated ({evaluation['samples']}) image count")
+               f"({reals}) or generated ({evaluation['samples']}) image count")
     if evaluation["selection"] == "best" and evaluation["snapshot_every"] == 0:
         yield "config key 'gan.eval.snapshot_every': selection best needs snapshots (snapshot_every > 0)"
     elif evaluation["selection"] == "best" and evaluation["snapshot_every"] > gan["iterations"]:
@@ -379,6 +448,11 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
             # AdaIN-stylized images have no texture category in their names: no shape bias to score.
             yield (f"config key 'shape_bias.models': {model!r} is scored on its subset's cue-conflict set, which only "
                    "stylize.method texture_swap writes (AdaIN images carry no texture category)")
+    for model, fraction in shape_bias["figure5_k"].items():
+        if model not in shape_bias["models"]:
+            yield f"config key 'shape_bias.figure5_k.{model}': {model!r} is not in shape_bias.models"
+        elif not any(math.isclose(fraction, f) for f in shape_bias["fractions"]):
+            yield f"config key 'shape_bias.figure5_k.{model}': {fraction} is not one of shape_bias.fractions {shape_bias['fractions']}"
     for part in ("cue_conflict", "humans", "references"):
         opts = shape_bias[part]
         if opts["source"] == "folder" and not opts["path"]:
@@ -390,6 +464,8 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
         yield f"config key 'texture.feature_net': {texture['feature_net']!r} names no subset in data.subsets"
     if texture["targets"] not in data["fewshot"]:
         yield f"config key 'texture.targets': {texture['targets']!r} is not a few-shot set in data.fewshot"
+    elif texture["target_names"] and texture["targets"] in data["paper_fewshot"]:
+        yield from _paper_target_problems(texture["target_names"], data["paper_fewshot"][texture["targets"]], data["paper_fewshot_images"])
     subset = texture["mask_dynamics"]["subset"]
     if subset is not None and subset not in data["subsets"]:
         yield f"config key 'texture.mask_dynamics.subset': {subset!r} is not in data.subsets"

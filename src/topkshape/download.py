@@ -100,6 +100,7 @@ def download_file(
     progress: bool = True,
     require_pinned: bool = False,
     pin_key: str | None = None,
+    sha256_prefix: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` and check its SHA-256; return ``dest``.
 
@@ -108,9 +109,14 @@ def download_file(
     (config ``downloads.require_pinned``) it is refused before any byte is fetched;
     ``pin_key`` names the config key that would pin it. On a mismatch nothing is
     written to ``dest`` (an older file already there is left as it was).
+
+    ``sha256_prefix``: with no full ``sha256``, the leading hex digits the file's SHA-256 must
+    have (torch.hub's pin in a weights file's name, ``vgg16-397923af.pth``); it counts as pinned.
     """
     final = Path(dest)
-    if sha256 is None and require_pinned:
+    if sha256 is None and sha256_prefix is not None and not re.fullmatch(r"[0-9a-f]{6,64}", sha256_prefix):
+        raise ConfigError(f"sha256_prefix must be 6 to 64 lower-case hexadecimal characters, got {sha256_prefix!r}")
+    if sha256 is None and sha256_prefix is None and require_pinned:
         where = f"set {pin_key} to its SHA-256" if pin_key else "pin its SHA-256"
         raise ConfigError(
             f"refusing to download {url} without a pinned SHA-256 (downloads.require_pinned is true): "
@@ -133,6 +139,8 @@ def download_file(
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
             raise ChecksumError(f"{url} -> {final}: SHA-256 is {actual}, expected {expected}")
-    if expected is None:
+        if expected is None and sha256_prefix is not None and not actual.startswith(sha256_prefix):
+            raise ChecksumError(f"{url} -> {final}: SHA-256 is {actual}, which does not start with {sha256_prefix}, the prefix its name pins")
+    if expected is None and sha256_prefix is None:
         logger.warning("unpinned download: no SHA-256 pinned for %s; downloaded %s has sha256 %s", url, final, actual)
     return final

@@ -11,6 +11,13 @@ project's unmodified tracked files get the time of the commit that last changed 
 script edited after the results were made still triggers its jobs. Run it after a pull:
 ``python -m topkshape.sharing`` (``make pull`` does both).
 
+Several experiments (the default, the paper run, its smoke run) share one ``.snakemake/metadata``
+folder, which DVC cannot split between stages. So each experiment's DVC stages keep a copy of
+its own records in ``results/<experiment>/snakemake-metadata/`` (:func:`export_metadata`), and
+after a pull they are copied back and the times restored (:func:`sync_pulled_metadata`): by
+``make pull``, and by the Snakefile itself before it plans, so a bare ``dvc pull`` followed by
+``snakemake all`` does not retrain either.
+
 Partial DVC pulls: name what is missing instead of silently recomputing it.
 After ``dvc pull results/default/train`` alone, the trained models are present but the
 datasets they were trained on are not; Snakemake would rebuild the datasets and then, since
@@ -32,10 +39,25 @@ from pathlib import Path
 import yaml
 
 METADATA = Path(".snakemake") / "metadata"
+SNAPSHOT = "snakemake-metadata"  # results/<experiment>/snakemake-metadata/: an experiment's records, versioned by DVC
 
 
 def _paths(entries) -> list[str]:
     return [entry["path"] for entry in entries or [] if isinstance(entry, dict) and "path" in entry]
+
+
+def _persistent_stages(dvc_yaml: Path) -> set[str]:
+    """Stages of ``dvc.yaml`` (foreach stages by their base name) with at least one ``persist: true`` output."""
+    if not dvc_yaml.is_file():
+        return set()
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}) or {}
+    found = set()
+    for name, stage in stages.items():
+        body = stage.get("do", stage) if isinstance(stage, dict) else {}
+        for entry in body.get("outs") or []:
+            if isinstance(entry, dict) and any(isinstance(v, dict) and v.get("persist") for v in entry.values()):
+                found.add(name)
+    return found
 
 
 def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
@@ -45,6 +67,10 @@ def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
     if not lock_path.is_file():
         return []
     stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {}) or {}
+    # Only persistent outputs (datasets, models) count: `dvc repro` itself deletes a stage's other
+    # outputs (the tables) before rerunning it, and they are cheap to make again.
+    persistent = _persistent_stages(root / "dvc.yaml")
+    stages = {name: stage for name, stage in stages.items() if name.split("@", 1)[0] in persistent}
     outs = {name: _paths(stage.get("outs")) for name, stage in stages.items()}
     producer = {path: name for name, paths in outs.items() for path in paths}
     exists = {path: (root / path).exists() for path in producer}
@@ -53,7 +79,7 @@ def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
     for name, stage in stages.items():
         # Snakemake's job records are pulled on their own (restore_mtimes needs them): they do
         # not make the rest of their stage's outputs necessary.
-        present = [p for p in outs[name] if exists[p] and p != metadata]
+        present = [p for p in outs[name] if exists[p] and p != metadata and not p.endswith(f"/{SNAPSHOT}")]
         if not present:
             continue
         missing += [p for p in outs[name] if not exists[p]]
@@ -63,8 +89,8 @@ def missing_pulls(root: str | Path, lock: str = "dvc.lock") -> list[str]:
                 if inside and producer[path] != name and not exists[path]:
                     missing.append(path)
     # Without Snakemake's metadata the pulled files' times cannot be restored (restore_mtimes).
-    if missing and metadata in exists and not exists[metadata]:
-        missing.append(metadata)
+    if missing:
+        missing += [p for p in exists if (p == metadata or p.endswith(f"/{SNAPSHOT}")) and not exists[p]]
     return sorted(set(missing))
 
 
@@ -82,18 +108,80 @@ def _decoded(name: str) -> str | None:
         return None
 
 
-def restore_mtimes(root: str | Path = ".") -> int:
+def _end_time(record_file: Path) -> float:
+    try:
+        return float(json.loads(record_file.read_text()).get("endtime") or 0)
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def _belongs_to(relative: str, experiment: str) -> bool:
+    return any(relative == top or relative.startswith(top + "/") for top in (f"data/{experiment}", f"results/{experiment}"))
+
+
+def export_metadata(root: str | Path, experiment: str) -> int:
+    """Copy the records of ``experiment``'s outputs to ``results/<experiment>/snakemake-metadata/``; returns the count.
+
+    The folder is replaced whole, so it holds exactly the current records.
+    """
+    import shutil
+
+    root = Path(root)
+    target = root / "results" / experiment / SNAPSHOT
+    staging = target.with_name(f".{SNAPSHOT}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    copied = 0
+    metadata = root / METADATA
+    for record_file in sorted(metadata.iterdir()) if metadata.is_dir() else []:
+        relative = _decoded(record_file.name)
+        if relative is not None and record_file.is_file() and _belongs_to(relative, experiment):
+            shutil.copy2(record_file, staging / record_file.name)
+            copied += 1
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return copied
+
+
+def sync_pulled_metadata(root: str | Path = ".", experiment: str | None = None) -> int:
+    """Bring pulled records into ``.snakemake/metadata`` and give their outputs their jobs' end times.
+
+    A record is taken from a snapshot (:func:`export_metadata`) when the local one is missing
+    or ended earlier; a local run newer than the snapshot keeps its own. Returns how many
+    records were taken; with none, nothing on disk changes. ``experiment``: only its snapshot.
+    """
+    import shutil
+
+    root = Path(root)
+    pattern = f"{experiment}/{SNAPSHOT}" if experiment else f"*/{SNAPSHOT}"
+    metadata = root / METADATA
+    taken: list[Path] = []
+    for snapshot in sorted((root / "results").glob(pattern)):
+        for record_file in sorted(snapshot.iterdir()):
+            local = metadata / record_file.name
+            if record_file.is_file() and (not local.is_file() or _end_time(local) < _end_time(record_file)):
+                metadata.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(record_file, local)
+                taken.append(local)
+    if taken:
+        restore_commit_mtimes(root)
+        restore_mtimes(root, only=taken)
+    return len(taken)
+
+
+def restore_mtimes(root: str | Path = ".", only: list[Path] | None = None) -> int:
     """Set each recorded output's mtime to its job's end time; returns how many were set.
 
     A directory output gets it on the ``.snakemake_timestamp`` file Snakemake reads for
     directories, too. Outputs that are absent, or records without an end time, are skipped.
+    ``only``: these record files instead of every record.
     """
     root = Path(root)
     metadata = root / METADATA
     if not metadata.is_dir():
         return 0
     restored = 0
-    for record_file in sorted(metadata.iterdir()):
+    for record_file in sorted(only) if only is not None else sorted(metadata.iterdir()):
         relative = _decoded(record_file.name)
         if relative is None or not record_file.is_file():
             continue
@@ -145,8 +233,29 @@ def restore_commit_mtimes(root: str | Path = ".") -> int:
 
 
 def main() -> int:
-    """``python -m topkshape.sharing [ROOT]``: restore output mtimes after ``dvc pull``."""
+    """``python -m topkshape.sharing [ROOT]``: restore output mtimes after ``dvc pull``.
+
+    ``python -m topkshape.sharing --pull``: ``dvc pull`` of the stages ``dvc.lock`` records, then that.
+
+    ``python -m topkshape.sharing --export EXPERIMENT``: snapshot that experiment's records (DVC stages).
+    """
+    if sys.argv[1:] == ["--pull"]:
+        # A bare `dvc pull` also asks for the outputs of experiments nobody has run (no hashes in
+        # dvc.lock) and exits 1: pull exactly the stages the lock records.
+        recorded = sorted(((yaml.safe_load(Path("dvc.lock").read_text()) or {}).get("stages") or {}) if Path("dvc.lock").is_file() else [])
+        if not recorded:
+            print("topkshape: no stage in dvc.lock: nothing to pull", file=sys.stderr)
+            return 1
+        done = subprocess.run([str(Path(sys.executable).parent / "dvc"), "pull", *recorded], check=False)
+        if done.returncode != 0:
+            return done.returncode
+        sys.argv = sys.argv[:1]
+    if sys.argv[1:2] == ["--export"] and len(sys.argv) == 3:
+        count = export_metadata(".", sys.argv[2])
+        print(f"topkshape: {count} Snakemake records of {sys.argv[2]} copied to results/{sys.argv[2]}/{SNAPSHOT}")
+        return 0
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
+    sync_pulled_metadata(root)
     if not (root / METADATA).is_dir():
         print(f"topkshape: no Snakemake metadata under {root / METADATA}: pull it with `dvc pull` first", file=sys.stderr)
         return 1

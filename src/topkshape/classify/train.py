@@ -53,6 +53,9 @@ from topkshape.params import settings_from_params
 logger = logging.getLogger(__name__)
 
 VARIANT_MODES: dict[str, str | None] = {"baseline": None, "topk": "topk", "topk_mean_rpl": "mean_replace"}
+# Arithmetic on a GPU: fp32 as the paper code, or bf16 autocast (faster; a bf16 map has many entries
+# tied at the K-th |x|, which the tie rule then decides). The CPU always runs fp32.
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 CHECKPOINT = "checkpoint.pt"
 PROGRESS_EVERY = 50  # steps between progress-bar updates (each one syncs with the device)
 
@@ -66,6 +69,7 @@ class TrainSettings:
     topk_fraction: float = 0.2
     ties: str = "keep"
     compile: bool = False
+    precision: str = "bf16"
     epochs: int = 50
     batch_size: int = 32
     lr: float = 0.1
@@ -85,6 +89,15 @@ class TrainSettings:
             raise ConfigError(f"variant must be one of {sorted(VARIANT_MODES)}, got {self.variant!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: plain fp32; the CPU always)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision] if device.type == "cuda" else None
 
 
 def build_classifier(settings: TrainSettings, num_classes: int) -> nn.Module:
@@ -151,7 +164,7 @@ def train_classifier(
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    amp_dtype = torch.bfloat16 if dev.type == "cuda" else None
+    amp_dtype = autocast_dtype(settings.precision, dev)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:

@@ -55,14 +55,16 @@ def make_subset(name: str, classes: Sequence[str], out_dir: str | Path, *, sourc
 
 def make_fewshot(name: str, cls: str | None, out_dir: str | Path, *, source: str | None, count: int | None,
                  options: Mapping[str, Any] | None, imagenet_root: str | None = None,
-                 paper_folder: str | Path | None = None, threads: int = 1, progress: bool = True) -> None:
+                 paper_folder: str | Path | None = None, paper_images: int | None = None, threads: int = 1,
+                 progress: bool = True) -> None:
     """Few-shot synthesis set ``name``: ``count`` training images of class ``cls``.
 
     With ``paper_folder`` (a verified part of the paper's published data) the paper's set is
-    used whole, as the paper trained on it, and ``source``/``count``/``options`` do not apply.
+    used whole, as the paper trained on it (or its first ``paper_images`` in name order), and
+    ``source``/``count``/``options`` do not apply.
     """
     if paper_folder is not None:
-        copy_paper_fewshot(paper_folder, out_dir)
+        copy_paper_fewshot(paper_folder, out_dir, max_images=paper_images)
     elif source == "synthetic":
         write_fewshot_set(
             out_dir,
@@ -79,10 +81,11 @@ def make_fewshot(name: str, cls: str | None, out_dir: str | Path, *, source: str
         raise ConfigError(f"data.source must be synthetic or imagenet, got {source!r}")
 
 
-def copy_paper_fewshot(paper_folder: str | Path, out_dir: str | Path) -> Path:
+def copy_paper_fewshot(paper_folder: str | Path, out_dir: str | Path, *, max_images: int | None = None) -> Path:
     """Copy a fetched paper few-shot part to ``out_dir/train/<set>/`` with its ``manifest.json``.
 
     The images are copied byte for byte (no re-encoding), so they stay the pinned files.
+    ``max_images``: only the first that many in name order (None: the whole set).
     """
     source = Path(paper_folder)
     record_path = source / FOLDER_MANIFEST
@@ -93,9 +96,10 @@ def copy_paper_fewshot(paper_folder: str | Path, out_dir: str | Path) -> Path:
     with atomic_directory(out_dir) as tmp:
         target = tmp / "train" / label
         target.mkdir(parents=True)
-        for rel in record["files"]:
+        chosen = sorted(record["files"])[:max_images] if max_images is not None else list(record["files"])
+        for rel in chosen:
             shutil.copyfile(source / rel, target / rel)
-        files = {f"train/{label}/{rel}": sha for rel, sha in record["files"].items()}
+        files = {f"train/{label}/{rel}": record["files"][rel] for rel in chosen}
         manifest = {"source": "paper_data", "repository": record["repository"], "commit": record["commit"],
                     "folder": record["folder"], "files": files}
         (tmp / FOLDER_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

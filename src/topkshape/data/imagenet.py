@@ -187,9 +187,11 @@ def _strict_decoding() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def _convert_image(source: Path, dest: Path, short_side: int, jpeg_quality: int) -> tuple[str, str]:
+def _convert_image(source: Path, dest: Path, short_side: int | None, jpeg_quality: int) -> tuple[str, str]:
     """Decode ``source`` fully, write it resized to ``dest``; return ``(sha1, error)``.
 
+    ``short_side=None`` writes the original bytes instead (still fully decoded first, so a
+    corrupt file is caught the same way): the paper code trains on ImageNet's own JPEGs.
     A non-empty error means the source is unreadable and nothing was written.
     """
     try:
@@ -198,9 +200,12 @@ def _convert_image(source: Path, dest: Path, short_side: int, jpeg_quality: int)
             rgb = image.convert("RGB")
     except Exception as exc:  # PIL plugins raise OSError, SyntaxError, ValueError...: all mean unreadable
         return "", " ".join(f"{type(exc).__name__}: {exc}".split())
-    buffer = io.BytesIO()
-    resize_to_short_side(rgb, short_side).save(buffer, format="JPEG", quality=jpeg_quality)
-    data = buffer.getvalue()
+    if short_side is None:
+        data = source.read_bytes()
+    else:
+        buffer = io.BytesIO()
+        resize_to_short_side(rgb, short_side).save(buffer, format="JPEG", quality=jpeg_quality)
+        data = buffer.getvalue()
     dest.write_bytes(data)
     return hashlib.sha1(data).hexdigest(), ""
 
@@ -224,7 +229,7 @@ def extract_subset(
     splits: Sequence[str] = SPLITS,
     max_per_class: int | None = None,
     seed: int = 0,
-    resize_short_side: int = 256,
+    resize_short_side: int | None = 256,
     jpeg_quality: int = 90,
     on_corrupt: str = "skip",
     threads: int = 1,
@@ -233,7 +238,8 @@ def extract_subset(
     """Write the ``wnids`` classes of ImageNet to ``out_dir/<split>/<wnid>/<stem>.JPEG``.
 
     Every image is decoded fully (so corrupt and truncated files are caught), converted to RGB,
-    resized to short side ``resize_short_side`` and saved as JPEG. ``out_dir`` also gets
+    resized to short side ``resize_short_side`` and saved as JPEG; with ``resize_short_side=None``
+    the original file's bytes are written instead (the paper code's training images). ``out_dir`` also gets
     ``manifest.csv`` (one row per source image, with the written file's SHA-1) and
     ``classes.csv`` (``index,name``, the name being the WNID, in ``ImageFolder`` class order). Corrupt images are skipped
     with a warning (``on_corrupt="skip"``) or stop the run (``"stop"``); either way ``out_dir``
@@ -244,7 +250,8 @@ def extract_subset(
     if max_per_class is not None:
         _check_int("max_per_class", max_per_class, 1)
     _check_int("seed", seed, 0)
-    _check_int("resize_short_side", resize_short_side, 1)
+    if resize_short_side is not None:
+        _check_int("resize_short_side", resize_short_side, 1)
     _check_int("jpeg_quality", jpeg_quality, 1, 100)
     _check_int("threads", threads, 1)
     wnid_list = _check_wnids(wnids)
@@ -312,7 +319,7 @@ def _plan_jobs(found: dict[tuple[str, str], list[Path]], max_per_class: int | No
 def _run_jobs(
     jobs: Sequence[_Job],
     out: Path,
-    short_side: int,
+    short_side: int | None,
     jpeg_quality: int,
     on_corrupt: str,
     threads: int,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from topkshape.atomic import atomic_file
@@ -36,7 +37,20 @@ def _candidates(run_dir: Path, selection: str) -> list[Path]:
         raise InputDataError(f"no trained generator at {final}")
     if selection == "final":
         return [final]
-    return sorted((run_dir / SNAPSHOTS).glob("generator_ema_*.pt")) + [final]
+    snapshots = sorted((run_dir / SNAPSHOTS).glob("generator_ema_*.pt"))
+    # The last snapshot is usually the final generator itself (iterations a multiple of
+    # snapshot_every): scoring it twice, with the same sampling seeds, would only repeat its FID.
+    if snapshots and _same_weights(snapshots[-1], final):
+        return snapshots
+    return snapshots + [final]
+
+
+def _same_weights(first: Path, second: Path) -> bool:
+    a, b = (load_torch_file(path, "generator") for path in (first, second))
+    state_a, state_b = (state.get("generator") if isinstance(state, dict) else None for state in (a, b))
+    if not isinstance(state_a, dict) or not isinstance(state_b, dict) or state_a.keys() != state_b.keys():
+        return False
+    return all(torch.equal(state_a[key], state_b[key]) for key in state_a)
 
 
 def run_settings(generator_path: str | Path) -> GanSettings:
@@ -55,7 +69,7 @@ def prepare_run_reals(run_dir: str | Path, real_dir: str | Path, out_dir: str | 
     scored against centre crops (or the other way round).
     """
     settings = run_settings(Path(run_dir) / GENERATOR_EMA)
-    return prepare_real_images(real_dir, out_dir, settings.im_size, settings.resize)
+    return prepare_real_images(real_dir, out_dir, settings.im_size, settings.resize, settings.resample)
 
 
 def evaluate_run(run_dir: str | Path, real_dir: str | Path, options: dict[str, Any], out_json: str | Path, preview_png: str | Path,

@@ -35,6 +35,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+FEW_IMAGES = 256
+
+
 def sample_files(folder: str | Path) -> list[str]:
     """The files torch-fidelity reads from ``folder`` (non-recursive PNG/JPEG), sorted."""
     from torch_fidelity.utils import glob_samples_paths
@@ -64,13 +67,15 @@ def fid_kid(
     feature_extractor: str | None = None,
     feature_extractor_weights_path: str | None = None,
     cuda: bool | None = None,
-    save_cpu_ram: bool = False,
+    save_cpu_ram: bool | None = None,
 ) -> dict[str, float]:
     """``{"fid", "kid", "kid_std", "kid_x1e3"}`` between two folders of same-size images.
 
     ``kid_subset_size`` must not exceed either folder's image count (torch-fidelity
     would fail only after extracting all features). ``save_cpu_ram`` reads images in
-    the main process instead of DataLoader workers.
+    the main process instead of DataLoader workers; None: so for folders of at most
+    ``FEW_IMAGES`` images, where starting the workers costs more than decoding (the
+    features, and so the scores, are the same either way).
     """
     import torch_fidelity
 
@@ -82,6 +87,8 @@ def fid_kid(
     if isinstance(kid_subset_size, bool) or not isinstance(kid_subset_size, int) or kid_subset_size < 2:
         raise ConfigError(f"kid_subset_size must be an integer >= 2, got {kid_subset_size!r}")
     smallest = min(len(generated), len(real))
+    if save_cpu_ram is None:
+        save_cpu_ram = max(len(generated), len(real)) <= FEW_IMAGES
     if kid_subset_size > smallest:
         raise ConfigError(
             f"kid_subset_size {kid_subset_size} exceeds the image count ({len(generated)} generated in {generated_dir}, "
@@ -111,7 +118,8 @@ def fid_kid(
     }
 
 
-def prepare_real_images(src_dir: str | Path, out_dir: str | Path, im_size: int, resize: str = "center_crop") -> Path:
+def prepare_real_images(src_dir: str | Path, out_dir: str | Path, im_size: int, resize: str = "center_crop",
+                        resample: str = "bicubic") -> Path:
     """Write every image under ``src_dir`` as a ``im_size`` px PNG into ``out_dir`` (flat).
 
     Uses the training loader's resizing (``resize`` as in ``GanSettings``), so the
@@ -120,7 +128,7 @@ def prepare_real_images(src_dir: str | Path, out_dir: str | Path, im_size: int, 
     sources = find_images(src_dir)
     with atomic_directory(out_dir) as tmp:
         for index, path in enumerate(sources):
-            square_image(path, im_size, resize).save(tmp / f"{index:05d}_{path.stem}.png")
+            square_image(path, im_size, resize, resample).save(tmp / f"{index:05d}_{path.stem}.png")
     return Path(out_dir)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from topkshape.errors import ConfigError, InputDataError
-from topkshape.gan.settings import RESIZE_MODES
+from topkshape.gan.settings import RESAMPLE_MODES, RESIZE_MODES
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -26,26 +26,36 @@ def find_images(image_dir: str | Path) -> list[Path]:
     return paths
 
 
-def square_image(path: str | Path, size: int, resize: str = "center_crop") -> Image.Image:
-    """RGB image of ``size`` x ``size``: shorter side scaled then centre-cropped, or stretched."""
+RESAMPLE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def square_image(path: str | Path, size: int, resize: str = "center_crop", resample: str = "bicubic") -> Image.Image:
+    """RGB image of ``size`` x ``size``: shorter side scaled then centre-cropped, or stretched.
+
+    ``resample``: PIL's filter, ``"bilinear"`` (torchvision's ``Resize`` on a PIL image: the
+    paper code's ``transforms.Resize((256, 256))``) or ``"bicubic"``.
+    """
     if resize not in RESIZE_MODES:
         raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    if resample not in RESAMPLE_MODES:
+        raise ConfigError(f"resample must be one of {RESAMPLE_MODES}, got {resample!r}")
+    method = RESAMPLE_FILTERS[resample]
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
     except OSError as error:
         raise InputDataError(f"cannot read image {path}: {error}") from None
     if resize == "stretch":
-        return image.resize((size, size), Image.Resampling.BICUBIC)
+        return image.resize((size, size), method)
     width, height = image.size
     scale = size / min(width, height)
-    scaled = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
+    scaled = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), method)
     left = (scaled.width - size) // 2
     top = (scaled.height - size) // 2
     return scaled.crop((left, top, left + size, top + size))
 
 
-def load_training_images(image_dir: str | Path, size: int, resize: str = "center_crop") -> Tensor:
+def load_training_images(image_dir: str | Path, size: int, resize: str = "center_crop", resample: str = "bicubic") -> Tensor:
     """All images under ``image_dir`` as one uint8 ``(N, 3, size, size)`` tensor (few-shot sets are small)."""
-    arrays = [np.asarray(square_image(p, size, resize)) for p in find_images(image_dir)]
+    arrays = [np.asarray(square_image(p, size, resize, resample)) for p in find_images(image_dir)]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

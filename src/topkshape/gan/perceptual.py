@@ -38,7 +38,12 @@ def vgg16_weights_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(vgg16_weights().url).name
 
 
-def _backbone_state() -> dict[str, Tensor]:
+def _backbone_state(path: str | Path | None = None) -> dict[str, Tensor]:
+    """The VGG-16 backbone's state: a given file (the workflow's downloaded weights) or torchvision's cache."""
+    if path is not None:
+        from topkshape.pretrained import load_state
+
+        return load_state(path, "LPIPS VGG-16 backbone weights")
     try:
         return vgg16_weights().get_state_dict(progress=False, check_hash=True, weights_only=True)
     except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as error:  # offline, bad hash, unreadable: one line
@@ -50,9 +55,12 @@ def _backbone_state() -> dict[str, Tensor]:
 
 
 class LpipsVgg(nn.Module):
-    """``forward(a, b)``: the LPIPS distance of each pair, shape ``(N,)``; images in [-1, 1]."""
+    """``forward(a, b)``: the LPIPS distance of each pair, shape ``(N,)``; images in [-1, 1].
 
-    def __init__(self) -> None:
+    ``backbone``: a VGG-16 state-dict file; None reads torchvision's cache (``$TORCH_HOME``).
+    """
+
+    def __init__(self, backbone: str | Path | None = None) -> None:
         super().__init__()
         try:
             import lpips
@@ -66,7 +74,7 @@ class LpipsVgg(nn.Module):
         if not isinstance(linear, dict) or set(linear) != expected:
             raise ConfigError(f"the lpips package's VGG linear weights do not fit its network (keys {sorted(linear)[:2] if isinstance(linear, dict) else type(linear)})")
         self.net.load_state_dict(linear, strict=False)
-        self._load_backbone(_backbone_state())
+        self._load_backbone(_backbone_state(backbone))
         self.eval().requires_grad_(False)
 
     def _load_backbone(self, state: dict[str, Tensor]) -> None:

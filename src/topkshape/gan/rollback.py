@@ -55,7 +55,7 @@ def perturb_parameters(module: nn.Module, eps: float, generator: torch.Generator
             parameter.add_(noise.to(parameter.device, parameter.dtype))
 
 
-def fid_evaluator(real_dir: str | Path, options: Mapping[str, Any], *, im_size: int, resize: str, seed: int = 0,
+def fid_evaluator(real_dir: str | Path, options: Mapping[str, Any], *, im_size: int, resize: str, resample: str = "bicubic", seed: int = 0,
                   classifier: str | Path | None = None, device: str | None = None) -> Evaluate:
     """The paper evaluator as a callback: best FID of ``samplings`` samplings of ``samples`` images.
 
@@ -82,7 +82,7 @@ def fid_evaluator(real_dir: str | Path, options: Mapping[str, Any], *, im_size: 
         extractor, weights = "topkshape-classifier", None
         register_classifier_extractor(extractor, classifier)
     work = tempfile.TemporaryDirectory(prefix="topkshape-fid-")
-    real = map_real_folder(prepare_real_images(real_dir, Path(work.name) / "real", im_size, resize), options["pixel_range"])
+    real = map_real_folder(prepare_real_images(real_dir, Path(work.name) / "real", im_size, resize, resample), options["pixel_range"])
 
     def evaluate(generator: nn.Module, iteration: int) -> float:
         fids = []

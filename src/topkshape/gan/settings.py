@@ -14,6 +14,7 @@ from topkshape.params import settings_from_params
 
 RECON_LOSSES = ("l1", "mse", "lpips")
 RESIZE_MODES = ("center_crop", "stretch")
+RESAMPLE_MODES = ("bilinear", "bicubic")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class RollbackSettings:
 class GanSettings:
     """Everything that determines a FastGAN run's result.
 
+    ``resample``: the filter of that resize, ``"bilinear"`` (the paper code's torchvision
+    ``Resize``) or ``"bicubic"``.
     ``resize``: ``"center_crop"`` (shorter side to ``im_size``, then the centre) or
     ``"stretch"`` (both sides to ``im_size``, the reference's ``Resize((s, s))``).
     ``noise_injection=False`` matches the paper's code, whose noise injection is a no-op.
@@ -81,6 +84,7 @@ class GanSettings:
     noise_injection: bool = True
     recon_loss: str = "l1"
     resize: str = "center_crop"
+    resample: str = "bicubic"
     checkpoint_every: int = 1000
     snapshot_every: int = 0
     log_every: int = 100
@@ -119,6 +123,8 @@ class GanSettings:
             raise ConfigError(f"topk_ties: {error}") from None
         if self.resize not in RESIZE_MODES:
             raise ConfigError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.resample not in RESAMPLE_MODES:
+            raise ConfigError(f"resample must be one of {RESAMPLE_MODES}, got {self.resample!r}")
         parse_policy(self.policy)
         if self.topk_fraction is not None:
             try:

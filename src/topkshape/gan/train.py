@@ -38,6 +38,7 @@ import csv
 import dataclasses
 import logging
 import math
+import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -209,6 +210,7 @@ def train_fastgan(
     mask_latents: int = 0,
     mask_channels: tuple[int, ...] = (0, 1, 2, 3),
     evaluate: Evaluate | None = None,
+    lpips_backbone: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train, then write ``generator_ema.pt`` (state dict + settings) and ``losses.csv``.
 
@@ -218,6 +220,8 @@ def train_fastgan(
     With ``mask_latents > 0`` and a Top-K layer in the generator, the Top-K masks of that
     many fixed latent codes (channels ``mask_channels``) are recorded at iteration 0 and at
     every checkpoint into ``masks.pt`` (the GAN's mask dynamics, Figure 8).
+
+    ``lpips_backbone``: the VGG-16 state-dict file of ``recon_loss="lpips"`` (None: torchvision's cache).
 
     ``evaluate(generator_ema, iteration) -> float`` (an FID: lower is better), when given,
     scores the EMA generator every ``settings.eval_every`` iterations and at the end, in
@@ -234,12 +238,12 @@ def train_fastgan(
     out_dir = Path(out_dir)
     if settings.rollback.enabled and evaluate is None:
         raise ConfigError("gan.rollback needs FID during training: pass train_fastgan an evaluate callback, or set rollback.enabled: false")
-    images = load_training_images(image_dir, settings.im_size, settings.resize)
+    images = load_training_images(image_dir, settings.im_size, settings.resize, settings.resample)
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     devices = [dev] if dev.type == "cuda" else []
-    perceptual = LpipsVgg().to(dev) if settings.recon_loss == "lpips" else None
+    perceptual = LpipsVgg(lpips_backbone).to(dev) if settings.recon_loss == "lpips" else None
 
     seed_everything(settings.seed)
     generator = build_generator(settings).to(dev)
@@ -272,6 +276,10 @@ def train_fastgan(
         step = state["step"]
         scores = {**cpu_copy(state["scores"]), "evaluations": list(state["scores"]["evaluations"])}
         logger.info("resuming from %s at iteration %d", checkpoint_path, start)
+    else:
+        # Snapshots of an earlier run (other settings, or a finished run forced again) must not
+        # become candidates of the evaluation's selection: best.
+        shutil.rmtree(out_dir / SNAPSHOTS, ignore_errors=True)
 
     recorder = _mask_recorder(generator, settings, mask_latents, mask_channels)
     if recorder is not None:

@@ -3,7 +3,7 @@
 Positions follow the paper's code: AlexNet after each of its five conv stages
 (torchvision ``features`` indices 2, 5, 7, 9, 12), VGG16 after each of its five
 max-pools (4, 9, 16, 23, 30), ResNet-18 after ``layer2`` (20% in Table 1).
-Builders take ``weights=`` as torchvision does; weights load before surgery and
+Builders take ``weights=`` as torchvision does, or a state-dict file path; weights load before surgery and
 keep their parameter names. ``ties=`` (``"keep"``, the default, or ``"exact"``: exactly
 K per channel as the paper code's ``torch.topk``) goes to every Top-K layer.
 """
@@ -19,6 +19,7 @@ from torch import nn
 from topkshape.models.cifar_resnet import cifar_resnet18
 from topkshape.models.surgery import Mode, insert_topk
 from topkshape.ops import Ties, check_ties
+from topkshape.pretrained import with_weights
 
 ALEXNET_TOPK_POSITIONS = ("features.2", "features.5", "features.7", "features.9", "features.12")
 VGG16_TOPK_POSITIONS = ("features.4", "features.9", "features.16", "features.23", "features.30")
@@ -38,7 +39,7 @@ def topk_alexnet(
     fraction: float | None = 0.1, *, weights: Any = None, mode: Mode = "topk", ties: Ties = "keep", **kwargs: Any
 ) -> nn.Module:
     """torchvision AlexNet with Top-K after each conv stage (``fraction=None``: none)."""
-    model = torchvision.models.alexnet(weights=weights, **kwargs)
+    model = with_weights(torchvision.models.alexnet, weights, **kwargs)
     return _with_topk(model, ALEXNET_TOPK_POSITIONS, fraction, mode, ties)
 
 
@@ -46,7 +47,7 @@ def topk_vgg16(
     fraction: float | None = 0.1, *, weights: Any = None, mode: Mode = "topk", ties: Ties = "keep", **kwargs: Any
 ) -> nn.Module:
     """torchvision VGG16 with Top-K after each max-pool (``fraction=None``: none)."""
-    model = torchvision.models.vgg16(weights=weights, **kwargs)
+    model = with_weights(torchvision.models.vgg16, weights, **kwargs)
     return _with_topk(model, VGG16_TOPK_POSITIONS, fraction, mode, ties)
 
 
@@ -54,7 +55,7 @@ def topk_resnet18(
     fraction: float | None = 0.2, *, weights: Any = None, mode: Mode = "topk", ties: Ties = "keep", **kwargs: Any
 ) -> nn.Module:
     """torchvision ResNet-18 with Top-K after ``layer2`` (``fraction=None``: none)."""
-    model = torchvision.models.resnet18(weights=weights, **kwargs)
+    model = with_weights(torchvision.models.resnet18, weights, **kwargs)
     return _with_topk(model, RESNET18_TOPK_POSITIONS, fraction, mode, ties)
 
 

@@ -15,7 +15,7 @@ read as an effect in the report's text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -243,28 +243,37 @@ def plot_overall(table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
     plt.close(fig)
 
 
-def _chosen_rows(table: pd.DataFrame) -> list[dict]:
-    """Each model's plain run and its Top-K run of highest shape bias among those above chance
-    (the paper plots the best K), and humans."""
+def _chosen_rows(table: pd.DataFrame, fixed_k: Mapping[str, float] | None = None) -> list[dict]:
+    """Each model's plain run and one Top-K run, and humans.
+
+    The Top-K run is the one at ``fixed_k[model]`` (a fraction; model-vs-human's plotting fixes
+    AlexNet at 10% and VGG16 at 5%), else the one of highest shape bias among those above chance.
+    """
+    fixed_k = fixed_k or {}
     chosen = []
     for model, group in table.groupby("model", sort=True):
         if model == HUMANS:
             chosen += _rows(group.head(1))
             continue
         chosen += _rows(group[group["K_percent"].isna()])
-        above = group[(group["mode"] == "topk") & ~group["not_above_chance"].astype(bool)]
+        topk = group[group["mode"] == "topk"]
+        if model in fixed_k:
+            chosen += _rows(topk[np.isclose(topk["K_percent"].astype(float), 100 * fixed_k[model])].head(1))
+            continue
+        above = topk[~topk["not_above_chance"].astype(bool)]
         chosen += _rows(above.sort_values("shape_bias", ascending=False).head(1))
     return chosen
 
 
-def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
+def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path],
+                   fixed_k: Mapping[str, float] | None = None) -> None:
     """Fig. 5 style: per-category shape bias, one marker per decision maker, averages as lines.
 
     Decision makers judged on different category sets (the default's two subsets) get
     a panel each. A plain model not above chance is drawn hollow, its line dotted.
     """
     panels: dict[tuple[str, ...], list[dict]] = {}
-    for row in _chosen_rows(table):
+    for row in _chosen_rows(table, fixed_k):
         categories = tuple(sorted(makers[row["decision_maker"]]["category"].unique()))
         panels.setdefault(categories, []).append(row)
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
@@ -291,7 +300,8 @@ def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: 
 
 
 def write_shape_bias_report(
-    model_csvs, human_csvs, out: dict[str, str | Path], *, title: str, samples: int = 1000, alpha: float = DEFAULT_ALPHA
+    model_csvs, human_csvs, out: dict[str, str | Path], *, title: str, samples: int = 1000, alpha: float = DEFAULT_ALPHA,
+    figure5_k: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     makers = decision_makers(model_csvs, human_csvs)
     table = shape_bias_table(makers, samples=samples, alpha=alpha)
@@ -300,5 +310,5 @@ def write_shape_bias_report(
     with atomic_file(out["md"]) as tmp:
         tmp.write_text(table_markdown(table, title))
     plot_overall(table, [out["overall_png"], out["overall_pdf"]])
-    plot_per_class(makers, table, [out["per_class_png"], out["per_class_pdf"]])
+    plot_per_class(makers, table, [out["per_class_png"], out["per_class_pdf"]], figure5_k)
     return table

@@ -98,9 +98,29 @@ class Stimuli:
         return Stimuli(self.items, self.pixels.to(device), self.resized)
 
 
-def load_stimuli(folder: str | Path, image_size: int, *, threads: int = 1) -> Stimuli:
-    """Decode every stimulus of ``folder`` at ``image_size`` (PNG decoding runs in ``threads`` threads)."""
-    items = list_cue_conflict_images(folder)
+def evenly_per_category(items: Sequence[tuple[Path, str]], per_class: int | None) -> list[tuple[Path, str]]:
+    """``per_class`` stimuli of each category, evenly spaced in name order (all when None or too few).
+
+    Evenly spaced rather than the first N: a category's first names share one shape image.
+    """
+    if per_class is None:
+        return list(items)
+    by_category: dict[str, list[tuple[Path, str]]] = {}
+    for item in items:
+        by_category.setdefault(item[1], []).append(item)
+    chosen = []
+    for members in by_category.values():
+        count = min(per_class, len(members))
+        chosen += [members[(index * len(members)) // count] for index in range(count)]
+    return sorted(chosen)
+
+
+def load_stimuli(folder: str | Path, image_size: int, *, threads: int = 1, per_class: int | None = None) -> Stimuli:
+    """Decode the stimuli of ``folder`` at ``image_size`` (PNG decoding runs in ``threads`` threads).
+
+    ``per_class``: only that many of each category (:func:`evenly_per_category`); None: all.
+    """
+    items = evenly_per_category(list_cue_conflict_images(folder), per_class)
     paths = [path for path, _ in items]
     if threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:

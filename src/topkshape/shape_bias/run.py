@@ -67,8 +67,12 @@ def run_cue_conflict_sweep(
     checkpoint: str | Path | None = None,
     threads: int = 1,
     device: str | torch.device | None = None,
+    images_per_class: int | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate ``model_name`` at every setting of ``tags``, writing ``outputs[i]`` for ``tags[i]``.
+
+    ``weights``: a torchvision weights name, a state-dict file, or None (random).
+    ``images_per_class``: evaluate only that many stimuli of each category (None: all).
 
     Returns, per tag, the Top-K layers the evaluated model actually ran (name ->
     kind, fraction, mode, ties); the same goes to the log.
@@ -79,7 +83,7 @@ def run_cue_conflict_sweep(
     start = time.perf_counter()
     plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
     positions = paper_topk_positions(arch)
-    stimuli = load_stimuli(images, size, threads=threads)
+    stimuli = load_stimuli(images, size, threads=threads, per_class=images_per_class)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
     logger.info(

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import vgg19
 
+from topkshape.pretrained import with_weights
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -93,13 +95,13 @@ def gatys_vgg19(weights: object = None) -> tuple[nn.Sequential, dict[str, str]]:
     Gatys et al. (2015) replace max- by average pooling and use a VGG-19 whose weights are
     rescaled so every filter's mean ImageNet activation is 1. The ImageNet torchvision
     weights (``weights="DEFAULT"``) with average pools are the documented substitute;
-    inputs must be ImageNet-normalised (``imagenet_normalize``). ``weights=None`` gives
+    inputs must be ImageNet-normalised (``imagenet_normalize``). A state-dict file path loads that file. ``weights=None`` gives
     torchvision's random initialisation, drawn from the global torch generator.
     """
     if weights is None:
         features = _random_vgg19_features()
     else:
-        features = vgg19(weights=weights).features
+        features = with_weights(vgg19, weights).features
     for index, module in enumerate(features):
         if isinstance(module, nn.MaxPool2d):
             features[index] = nn.AvgPool2d(kernel_size=2, stride=2)

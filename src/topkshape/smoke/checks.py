@@ -1,0 +1,159 @@
+"""What the smoke run's outputs must hold: every rule of the paper DAG ran, and each output is plausible.
+
+Existence is not enough: a table must have its rows with finite values in range, FID must
+come from torch-fidelity's Inception, the shape-bias table must hold the humans and the
+reference models, a figure must decode as an image of real size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from topkshape.errors import InputDataError
+
+# The rules of the paper configuration's DAG: each must have run (rules/*.smk).
+PAPER_RULES = (
+    "environment", "paper_data", "adain_weights", "pretrained_weights", "human_decisions", "reference_decisions",
+    "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "shape_bias_report",
+    "texture_synthesis", "mask_dynamics", "gan_train", "gan_eval", "gan_mask_dynamics", "table2",
+)
+
+
+class SmokeCheckError(InputDataError):
+    """An output of the smoke run does not hold what it should."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SmokeCheckError(message)
+
+
+def _finite(values: Iterable[float]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def check_summary(summary_tsv: str, rules: Iterable[str] = PAPER_RULES) -> None:
+    """``snakemake --summary`` output: every paper rule made files, and every file is up to date."""
+    lines = [line.split("\t") for line in summary_tsv.strip().splitlines()]
+    header, rows = lines[0], lines[1:]
+    _require("rule" in header and "status" in header, f"unexpected snakemake --summary header: {header}")
+    col = {name: header.index(name) for name in ("output_file", "rule", "status")}
+    ran = {row[col["rule"]] for row in rows if len(row) > col["status"]}
+    missing = [rule for rule in rules if rule not in ran]
+    _require(not missing, f"rules of the paper DAG that made no output: {missing}")
+    stale = [row[col["output_file"]] for row in rows if len(row) > col["status"] and row[col["status"]] != "ok"]
+    _require(not stale, f"outputs not up to date after the run: {stale[:5]}")
+
+
+def check_figures(folder: Path) -> None:
+    pngs = sorted(folder.glob("*.png"))
+    _require(len(pngs) >= 8, f"only {len(pngs)} figures in {folder}")
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            _require(min(image.size) >= 100, f"{png} is only {image.size[0]}x{image.size[1]} px")
+    pdfs = sorted(folder.glob("*.pdf"))
+    _require(len(pdfs) >= 8, f"only {len(pdfs)} PDF figures in {folder}")
+    for pdf in pdfs:
+        _require(pdf.read_bytes()[:5] == b"%PDF-", f"{pdf} is not a PDF")
+
+
+def _long_rows(table: pd.DataFrame, label: str, key: str, value: str, variant: str, metric: str) -> pd.DataFrame:
+    return table[(table[label] == key) & (table["variant"] == variant) & (table["metric"] == metric)]
+
+
+def check_table1(tables: Path, subsets: Iterable[str]) -> None:
+    """One row per subset, variant and set, its mean accuracy a percentage."""
+    table = pd.read_csv(tables / "table1.csv")
+    for subset in subsets:
+        for variant in ("baseline", "topk", "topk_mean_rpl"):
+            for metric in ("clean", "stylized"):
+                rows = _long_rows(table, "subset", subset, "mean", variant, metric)
+                _require(len(rows) == 1, f"table1.csv has {len(rows)} rows for {subset} {variant} {metric}")
+                mean = float(rows["mean"].iloc[0])
+                _require(math.isfinite(mean) and 0 <= mean <= 100, f"table1.csv {subset} {variant} {metric}: {mean} is not a percentage")
+
+
+def check_table2(tables: Path, fewshot: Iterable[str]) -> None:
+    """One FID and one KID per few-shot set and variant; FIDs positive and finite, from Inception."""
+    table = json.loads((tables / "table2.json").read_text())
+    _require("inception-v3-compat" in json.dumps(table), "table2.json does not say its FID came from torch-fidelity's Inception (inception-v3-compat)")
+    runs = pd.read_csv(tables / "table2.csv")
+    for name in fewshot:
+        for variant in ("fastgan", "fastgan_topk"):
+            fid = _long_rows(runs, "class", name, "mean", variant, "fid")
+            kid = _long_rows(runs, "class", name, "mean", variant, "kid_x1e3")
+            _require(len(fid) == 1 and len(kid) == 1, f"table2.csv lacks the FID or KID of {name} {variant}")
+            value = float(fid["mean"].iloc[0])
+            _require(math.isfinite(value) and value > 0, f"table2.csv FID of {name} {variant} is {value}")
+            _require(math.isfinite(float(kid["mean"].iloc[0])), f"table2.csv KID of {name} {variant} is not finite")
+
+
+def check_gan_runs(results: Path) -> None:
+    for metrics_file in sorted((results / "gan").glob("*/*/seed*/metrics.json")):
+        metrics = json.loads(metrics_file.read_text())
+        _require(metrics.get("feature_extractor") == "inception-v3-compat", f"{metrics_file}: feature extractor {metrics.get('feature_extractor')!r}")
+        _require(metrics.get("selection") == "best" and _finite([metrics["fid"], metrics["fid_init"]]), f"{metrics_file}: no best FID with its initial FID")
+        evaluations = metrics_file.parent / "evaluations.csv"
+        _require(evaluations.is_file() and len(pd.read_csv(evaluations)) >= 1, f"{metrics_file.parent}: no FID during training (evaluations.csv)")
+
+
+def check_shape_bias(tables: Path, models: Iterable[str], fractions: Iterable[float], references: Iterable[str]) -> None:
+    """Every model at every K and mode, and the humans, in the table; the references beside them in the sweep."""
+    table = pd.read_csv(tables / "shape_bias.csv")
+    models, fractions = list(models), list(fractions)
+    _require("humans" in set(table["model"]), "shape_bias.csv has no row for the human observers")
+    for model in models:
+        rows = table[table["model"] == model]
+        _require(len(rows) == 1 + 2 * len(fractions), f"shape_bias.csv has {len(rows)} rows for {model}, not 1 + 2 x {len(fractions)}")
+        biases = rows["shape_bias"].dropna()
+        _require(((biases >= 0) & (biases <= 1)).all(), f"shape_bias.csv: {model} shape biases outside [0, 1]")
+    sweep = pd.read_csv(tables / "shape_bias_sweep.csv")
+    for name in [*references, "humans"]:
+        _require(name in sweep.columns and sweep[name].notna().all(), f"shape_bias_sweep.csv has no line for {name!r}")
+    _require(sorted(sweep["K_percent"]) == sorted(round(100 * f) for f in fractions), "shape_bias_sweep.csv misses a K")
+
+
+def check_texture(tables: Path) -> None:
+    table = pd.read_csv(tables / "texture_synthesis.csv")
+    _require(len(table) >= 1, "texture_synthesis.csv is empty")
+    numbers = table.select_dtypes("number").to_numpy().ravel()
+    _require(_finite(numbers), "texture_synthesis.csv holds non-finite values")
+
+
+def check_report(report: Path) -> None:
+    _require(report.is_file() and zipfile.is_zipfile(report), f"{report} is not a report archive")
+    with zipfile.ZipFile(report) as archive:
+        names = archive.namelist()
+    _require(any(name.endswith("report.html") for name in names), f"{report} holds no report.html")
+    _require(sum(name.endswith(".png") for name in names) >= 8, f"{report} holds fewer than 8 figures")
+
+
+def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> None:
+    """Every check above for the run of ``config`` (merged) under ``root``."""
+    experiment = config["experiment"]
+    results = root / "results" / experiment
+    data = root / "data" / experiment
+    for subset, wnids in config["data"]["subsets"].items():
+        for wnid in wnids:
+            _require(any((data / subset / "train" / wnid).iterdir()), f"{data / subset}: no training images of {wnid}")
+        _require(any((data / f"{subset}-stylized").rglob("*.png")) or any((data / f"{subset}-stylized").rglob("*.JPEG")),
+                 f"{data}/{subset}-stylized holds no images")
+    check_table1(results / "tables", config["data"]["subsets"])
+    check_table2(results / "tables", config["data"]["fewshot"])
+    check_gan_runs(results)
+    shape_bias = config["shape_bias"]
+    check_shape_bias(results / "tables", shape_bias["models"], shape_bias["fractions"], shape_bias["references"]["files"])
+    check_texture(results / "tables")
+    check_figures(results / "figures")
+    if summary_tsv is not None:
+        check_summary(summary_tsv)
+    check_report(results / "report.zip")
