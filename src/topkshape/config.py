@@ -226,12 +226,22 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool, mask_figures: 
         yield from _offline_path_problems(config)
 
 
-def _paper_target_problems(names: Sequence[str], paper_set: str, cap: int | None) -> Iterator[str]:
-    """Texture targets taken from one of the paper's few-shot sets must be in it (its first ``cap`` files)."""
+def _paper_fewshot_files(paper_set: str, cap: int | None) -> list[str]:
+    """The files of one of the paper's few-shot sets that a run uses (its first ``cap`` in name order)."""
     from topkshape.paper_data import fewshot_part, part_files
 
-    files = sorted(f.rel_path for f in part_files(fewshot_part(paper_set)))[:cap]
-    stems = {Path(name).stem for name in files}
+    return sorted(f.rel_path for f in part_files(fewshot_part(paper_set)))[:cap]
+
+
+def _fewshot_count(data: Mapping[str, Any], name: str) -> int:
+    """Images of few-shot set ``name``: the paper's set (as capped) or ``data.fewshot_images``."""
+    paper_set = data["paper_fewshot"].get(name)
+    return len(_paper_fewshot_files(paper_set, data["paper_fewshot_images"])) if paper_set else data["fewshot_images"]
+
+
+def _paper_target_problems(names: Sequence[str], paper_set: str, cap: int | None) -> Iterator[str]:
+    """Texture targets taken from one of the paper's few-shot sets must be in it (its first ``cap`` files)."""
+    stems = {Path(name).stem for name in _paper_fewshot_files(paper_set, cap)}
     missing = [name for name in names if name not in stems]
     if missing:
         where = f"the first {cap} images (data.paper_fewshot_images) of" if cap else "the images of"
@@ -280,10 +290,11 @@ def _offline_path_problems(config: dict[str, Any]) -> Iterator[str]:
     """Local files and folders the config names instead of a download: they must be there before any job."""
     from topkshape.pretrained import is_weights_name
 
-    candidates = [("shape_bias.weights", config["shape_bias"]["weights"]), ("texture.weights", config["texture"]["weights"]),
-                  ("gan.eval.feature_extractor_weights_path", config["gan"]["eval"]["feature_extractor_weights_path"])]
-    for key, value in candidates:
-        if value and not (key != "gan.eval.feature_extractor_weights_path" and is_weights_name(value)) and not Path(value).is_file():
+    # (key, value, whether the value may instead be a torchvision weights name, which is downloaded)
+    candidates = [("shape_bias.weights", config["shape_bias"]["weights"], True), ("texture.weights", config["texture"]["weights"], True),
+                  ("gan.eval.feature_extractor_weights_path", config["gan"]["eval"]["feature_extractor_weights_path"], False)]
+    for key, value, may_be_name in candidates:
+        if value and not (may_be_name and is_weights_name(value)) and not Path(value).is_file():
             yield f"config key '{key}': file not found: {value}"
     base = config["paper_data"]["base_url"]
     if "://" not in base and not Path(base).is_dir():
@@ -422,9 +433,7 @@ def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]
         yield (f"config key 'texture.num_targets': {texture['num_targets']} is more than the "
                f"{data['fewshot_images']} images of a few-shot set (data.fewshot_images)")
     evaluation = gan["eval"]
-    # The paper's own few-shot sets hold 100 (railway 105) images, or paper_fewshot_images of them.
-    paper_cap = data["paper_fewshot_images"] or 100
-    reals = min([data["fewshot_images"] if name not in data["paper_fewshot"] else paper_cap for name in data["fewshot"]] or [data["fewshot_images"]])
+    reals = min([_fewshot_count(data, name) for name in data["fewshot"]] or [data["fewshot_images"]])
     if evaluation["kid_subset_size"] > min(reals, evaluation["samples"]):
         yield (f"config key 'gan.eval.kid_subset_size': {evaluation['kid_subset_size']} is larger than the real "
                f"({reals}) or generated ({evaluation['samples']}) image count")
