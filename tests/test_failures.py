@@ -23,6 +23,7 @@ SMALL = dict(
     data__subsets={"S1": ["disk", "square", "triangle"]},
     data__synthetic__train_per_class=40,
     data__synthetic__val_per_class=4,
+    data__synthetic__diagnostic_per_class=2,
     data__synthetic__image_size=32,
     stylize__per_class=4,
     train__image_size=32,
@@ -108,7 +109,7 @@ def test_killed_dataset_build_leaves_no_dataset_and_the_rerun_cleans_up(tmp_path
     assert snakemake(work, "data/default/S1", "--configfile", str(config), "--unlock").returncode == 0
     again = snakemake(work, "data/default/S1", "--cores", "1", "--configfile", str(config), "--rerun-incomplete")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(pd.read_csv(work / "data/default/S1/manifest.csv")) == 3 * 404
+    assert len(pd.read_csv(work / "data/default/S1/manifest.csv")) == 3 * (400 + 4 + 2 * 2)  # train, val, val_shape, val_texture
     assert not list((work / "data/default").glob(".tmp-*"))
 
 

@@ -103,3 +103,33 @@ def test_bad_classes_and_correlation_are_config_errors_and_leave_nothing(tmp_pat
     with pytest.raises(ConfigError, match="at least two"):
         write_cue_conflict_set(tmp_path / "x", ["disk"], progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_diagnostic_sets_hold_one_cue_each(tmp_path):
+    """val_shape: each class's shape in textures no class of the subset wears (nor their patterns);
+    val_texture: the class's home texture over the whole frame, no shape and no background."""
+    write_shape_subset(tmp_path / "s", CLASSES, image_size=24, train_per_class=2, val_per_class=1, diagnostic_per_class=5, progress=False)
+    manifest = pd.read_csv(tmp_path / "s" / "manifest.csv")
+    shape_only = manifest[manifest.split == "val_shape"]
+    texture_only = manifest[manifest.split == "val_texture"]
+    assert len(shape_only) == len(texture_only) == 5 * len(CLASSES)
+    home_patterns = {TEXTURES[HOME_TEXTURE[c]][0] for c in CLASSES}
+    assert not {TEXTURES[t][0] for t in shape_only["texture"]} & home_patterns
+    assert shape_only.groupby("label")["texture"].nunique().min() > 1  # more than one neutral texture per class
+    assert (texture_only["texture"] == texture_only["label"].map(HOME_TEXTURE)).all()
+    for cls in CLASSES:
+        assert len(list((tmp_path / "s" / "val_shape" / cls).glob("*.png"))) == 5
+    # A texture-only image is the texture everywhere: where the same draw with a shape shows the
+    # shape, the pixels are equal; everywhere else the shape image shows background instead.
+    spec = RenderSpec(None, "stripes", 32, 11)
+    alone = np.asarray(render(spec, supersample=1))
+    with_shape = np.asarray(render(RenderSpec("disk", "stripes", 32, 11), supersample=1))
+    same = (alone == with_shape).all(-1)
+    assert 0.05 < same.mean() < 0.9
+    assert not np.array_equal(alone, with_shape)
+
+
+def test_no_diagnostic_sets_unless_asked(tmp_path):
+    counts = write_shape_subset(tmp_path / "s", CLASSES, image_size=16, train_per_class=2, val_per_class=1, progress=False)
+    assert set(counts) == {"train", "val"} and not (tmp_path / "s" / "val_shape").exists()
+

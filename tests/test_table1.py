@@ -48,7 +48,8 @@ def _write_summaries(root: Path) -> list[Path]:
                      "shape_bias": SHAPE_BIAS + seed / 100, "texture_rate": TEXTURE_RATE + seed / 100}
             best = {"clean_acc": (clean + BEST_GAIN["clean"]) / 100, "clean_epoch": 2,
                     "stylized_acc": (stylized + BEST_GAIN["stylized"]) / 100, "stylized_epoch": 3}
-            summary = {"settings": {"seed": seed + 10}, "final_epoch": final, "best_epoch": best, "mean_images_per_s": 100.0 + seed}
+            summary = {"settings": {"seed": seed + 10}, "classes": ["a", "b", "c", "d", "e"], "final_epoch": final,
+                       "best_epoch": best, "mean_images_per_s": 100.0 + seed}
             path.write_text(json.dumps(summary))
             paths.append(path)
     return paths
@@ -465,3 +466,32 @@ def test_table_json_carries_the_given_provenance_beside_unchanged_metrics(tmp_pa
     assert "provenance" not in metrics
     assert with_record.pop("provenance") == record
     assert with_record == metrics
+
+
+def test_diagnostic_accuracies_are_tabulated_and_tested_against_chance_pooled_over_seeds(tmp_path):
+    """Shape-only accuracies 24%, 26%, 30% of 50 images each (5 classes): 40 of 150 correct, tested
+    against 1/5 one-sided; texture-only 90% each. A run without the sets adds nothing."""
+    shape_only, texture_only = [0.24, 0.26, 0.30], 0.9
+    paths = []
+    for seed, acc in enumerate(shape_only):
+        path = tmp_path / "train" / "S1" / "baseline" / f"seed{seed}" / "summary.json"
+        path.parent.mkdir(parents=True)
+        final = {"clean_acc": 0.9, "stylized_acc": 0.3, "shape_only_acc": acc, "texture_only_acc": texture_only}
+        path.write_text(json.dumps({"settings": {"seed": seed}, "classes": list("abcde"), "final_epoch": final,
+                                    "best_epoch": {"clean_acc": 0.9, "stylized_acc": 0.3}, "mean_images_per_s": 1.0,
+                                    "diagnostic_images": {"shape_only": 50, "texture_only": 50}}))
+        paths.append(path)
+    runs = table1.load_runs(paths)
+    chance = table1.chance_tests(runs).set_index("set")
+    assert (chance.loc["shape_only", "hits"], chance.loc["shape_only", "trials"]) == (40, 150)
+    expected = sum(math.comb(150, k) * 0.2**k * 0.8 ** (150 - k) for k in range(40, 151))
+    assert chance.loc["shape_only", "p"] == pytest.approx(expected, rel=1e-9)
+    assert chance.loc["shape_only", "above_chance"] == (expected < 0.05)
+    assert chance.loc["texture_only", "hits"] == 135 and chance.loc["texture_only", "above_chance"]
+    table = table1.aggregate(runs)
+    cell = table[(table.metric == "shape_only")].iloc[0]
+    assert cell["mean"] == pytest.approx(100 * np.mean(shape_only)) and cell["std"] == pytest.approx(100 * np.std(shape_only, ddof=1))
+    markdown = table1.to_markdown(table, table1.welch_tests(runs), "t", table1.chance_tests(runs))
+    assert "| S1 | baseline | shape-only | 40 / 150 | 26.7 | 20.0 |" in markdown
+    # The synthetic summaries above without the diagnostic sets: no block, no test.
+    assert table1.chance_tests(table1.load_runs(_write_summaries(tmp_path / "plain"))).empty

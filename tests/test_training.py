@@ -102,7 +102,7 @@ def _cli_args(tiny_data, out, settings=SETTINGS):
     args = [sys.executable, "-m", "topkshape.classify.train", str(tiny_data / "S" / "train"), str(tiny_data / "S" / "val"),
             str(tiny_data / "S-stylized"), str(out), "--no-progress", "--threads", "1"]
     for key, value in settings.__dict__.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        args += [f"--{key.replace('_', '-')}", *(map(str, value) if isinstance(value, tuple) else [str(value)])]
     return args
 
 
@@ -174,3 +174,39 @@ def test_topk_masks_are_recorded_before_training_and_after_every_epoch(tiny_data
     train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "b", baseline,
                      threads=1, progress=False, mask_images=2)
     assert not (tmp_path / "b" / "masks.pt").exists()
+
+
+def test_diagnostic_sets_are_scored_every_epoch_as_the_saved_model_scores_them(tmp_path):
+    """The subset's val_shape/ and val_texture/ are found, scored each epoch, and counted in the summary;
+    the final scores are what the saved weights give on those folders."""
+    from topkshape.classify.data import LabelledImageFolder, eval_transform
+    from topkshape.classify.evaluate import predict
+    from topkshape.classify.train import build_classifier, diagnostic_sets
+
+    write_shape_subset(tmp_path / "S", CLASSES, image_size=32, train_per_class=8, val_per_class=2, diagnostic_per_class=3, progress=False)
+    write_cue_conflict_set(tmp_path / "S-stylized", CLASSES, image_size=32, per_class=2, progress=False)
+    found = diagnostic_sets(tmp_path / "S")
+    assert found == {"shape_only": tmp_path / "S" / "val_shape", "texture_only": tmp_path / "S" / "val_texture"}
+    settings = TrainSettings(arch="resnet18_cifar", variant="baseline", epochs=2, batch_size=4, image_size=32, width=4, seed=1)
+    summary = train_classifier(tmp_path / "S" / "train", tmp_path / "S" / "val", tmp_path / "S-stylized", tmp_path / "run", settings,
+                               threads=1, progress=False, diagnostic_dirs=found)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert metrics["shape_only_acc"].notna().all() and metrics["texture_only_acc"].notna().all() and len(metrics) == 2
+    assert summary["diagnostic_images"] == {"shape_only": 9, "texture_only": 9}
+    model = build_classifier(settings, len(CLASSES))
+    model.load_state_dict(_weights(tmp_path / "run"))
+    for name, folder in found.items():
+        data = LabelledImageFolder(folder, summary["classes"], eval_transform(32))
+        pred, target = predict(model, torch.utils.data.DataLoader(data, batch_size=5), torch.device("cpu"), None)
+        assert summary["final_epoch"][f"{name}_acc"] == pytest.approx(float((pred == target).float().mean()))
+    assert diagnostic_sets(tmp_path / "S-stylized") == {}
+
+
+def test_crop_scale_reaches_the_training_crops_and_bad_values_stop():
+    from topkshape.classify.data import train_transform
+
+    crop = train_transform(32, (0.5, 1.0)).transforms[0]
+    assert tuple(crop.scale) == (0.5, 1.0)
+    assert TrainSettings(crop_scale=[0.3, 1]).crop_scale == (0.3, 1.0)
+    with pytest.raises(ConfigError, match="crop_scale"):
+        TrainSettings(crop_scale=[0.9, 0.5])

@@ -20,6 +20,7 @@ WORKFLOW_FILES = ("Snakefile", "rules", "workflow_scripts", "config.yaml", "conf
 TINY_DEFAULT = dict(
     data__synthetic__train_per_class=6,
     data__synthetic__val_per_class=2,
+    data__synthetic__diagnostic_per_class=2,
     data__synthetic__image_size=32,
     stylize__per_class=2,
     train__image_size=32,

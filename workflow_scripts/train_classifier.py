@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from topkshape.classify.train import TrainSettings, train_classifier
+from topkshape.classify.train import TrainSettings, diagnostic_sets, train_classifier
 from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -20,4 +20,5 @@ with rule_logging(sm.log[0], "train", gpus=sm.resources.get("gpu", 0)):
         mask_images=sm.params.mask_dynamics["images"],
         mask_channels=tuple(sm.params.mask_dynamics["channels"]),
         provenance={"train": sm.params.train, "mask_dynamics": sm.params.mask_dynamics, "wildcards": dict(sm.wildcards.items())},
+        diagnostic_dirs=diagnostic_sets(subset),
     )

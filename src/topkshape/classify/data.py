@@ -12,11 +12,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform(image_size: int) -> transforms.Compose:
-    """RandomResizedCrop + horizontal flip + ImageNet normalisation."""
+def train_transform(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0)) -> transforms.Compose:
+    """RandomResizedCrop (area range ``crop_scale``) + horizontal flip + ImageNet normalisation."""
     return transforms.Compose(
         [
-            transforms.RandomResizedCrop(image_size),
+            transforms.RandomResizedCrop(image_size, scale=tuple(crop_scale)),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),

@@ -45,6 +45,7 @@ from topkshape.classify.data import (
     train_transform,
 )
 from topkshape.classify.evaluate import cue_conflict_scores, predict
+from topkshape.data.synthetic import SHAPE_ONLY, TEXTURE_ONLY
 from topkshape.errors import ConfigError, InputDataError
 from topkshape.mask_recording import MaskRecorder
 from topkshape.models import build_model, topk_layers
@@ -77,6 +78,7 @@ class TrainSettings:
     weight_decay: float = 5e-4
     image_size: int = 224
     width: int = 64
+    crop_scale: tuple[float, float] = (0.08, 1.0)
     seed: int = 0
 
     @classmethod
@@ -91,6 +93,10 @@ class TrainSettings:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        low, high = (float(v) for v in self.crop_scale)  # a YAML list becomes a hashable pair
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"train.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        object.__setattr__(self, "crop_scale", (low, high))
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -127,6 +133,15 @@ def _loader(dataset, settings: TrainSettings, *, shuffle: bool, workers: int, ep
     )
 
 
+DIAGNOSTIC_SPLITS = {"shape_only": SHAPE_ONLY, "texture_only": TEXTURE_ONLY}
+"""Diagnostic validation splits of a subset folder (the generated data writes them; ImageNet has none)."""
+
+
+def diagnostic_sets(subset: str | Path) -> dict[str, Path]:
+    """The diagnostic validation sets that ``subset`` holds, by name."""
+    return {name: Path(subset) / split for name, split in DIAGNOSTIC_SPLITS.items() if (Path(subset) / split).is_dir()}
+
+
 def _check_dir(path: Path, what: str) -> None:
     if not path.is_dir():
         raise InputDataError(f"{what} not found: {path}")
@@ -146,8 +161,12 @@ def train_classifier(
     mask_images: int = 0,
     mask_channels: tuple[int, ...] = (0, 1, 2, 3),
     provenance: dict[str, Any] | None = None,
+    diagnostic_dirs: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, write ``model.pt``, ``metrics.csv``, ``summary.json``.
+
+    ``diagnostic_dirs`` (name -> ImageFolder, e.g. ``shape_only``): more validation sets, scored
+    every epoch as ``<name>_acc`` (which cue the network has learned, one at a time).
 
     With ``mask_images > 0`` and a Top-K layer in the model, the Top-K masks of the first
     ``mask_images`` validation images at ``mask_channels`` are recorded before training
@@ -170,11 +189,15 @@ def train_classifier(
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    train_set = LabelledImageFolder(train_dir, sorted(p.name for p in train_dir.iterdir() if p.is_dir()), train_transform(settings.image_size))
+    train_set = LabelledImageFolder(train_dir, sorted(p.name for p in train_dir.iterdir() if p.is_dir()), train_transform(settings.image_size, settings.crop_scale))
     classes = train_set.classes
     clean_set = LabelledImageFolder(clean_dir, classes, eval_transform(settings.image_size))
     stylized_set = LabelledImageFolder(stylized_dir, classes, eval_transform(settings.image_size))
     textures = texture_targets(stylized_set, stylized_dir / "styles.csv") if (stylized_dir / "styles.csv").is_file() else None
+    diagnostic_dirs = {name: Path(folder) for name, folder in (diagnostic_dirs or {}).items()}
+    for name, folder in diagnostic_dirs.items():
+        _check_dir(folder, f"{name} validation images")
+    diagnostic_sets = {name: LabelledImageFolder(folder, classes, eval_transform(settings.image_size)) for name, folder in diagnostic_dirs.items()}
 
     seed_everything(settings.seed)
     model = build_classifier(settings, len(classes)).to(dev)
@@ -191,7 +214,7 @@ def train_classifier(
     identity = {
         "settings": dataclasses.asdict(settings),
         "classes": list(classes),
-        "data": dataset_identity(train_dir, clean_dir, stylized_dir),
+        "data": dataset_identity(train_dir, clean_dir, stylized_dir, *diagnostic_dirs.values()),
         "mask_recording": {"images": mask_images, "channels": list(mask_channels)},
     }
     state = resumable_state(checkpoint_path, identity, map_location=dev)
@@ -213,6 +236,7 @@ def train_classifier(
     step_model = torch.compile(model) if settings.compile else model
     clean_loader = _loader(clean_set, settings, shuffle=False, workers=workers)
     stylized_loader = _loader(stylized_set, settings, shuffle=False, workers=workers)
+    diagnostic_loaders = {name: _loader(dataset, settings, shuffle=False, workers=workers) for name, dataset in diagnostic_sets.items()}
     for epoch in range(start_epoch, settings.epochs):
         seed_everything(_epoch_seed(settings.seed, epoch))
         loader = _loader(train_set, settings, shuffle=True, workers=workers, epoch=epoch)
@@ -252,6 +276,9 @@ def train_classifier(
             "images_per_s": seen / elapsed,
         }
         row.update(_evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype))
+        for name, diagnostic_loader in diagnostic_loaders.items():
+            pred, target = predict(model, diagnostic_loader, dev, amp_dtype)
+            row[f"{name}_acc"] = float((pred == target).float().mean())
         # Plain ints and floats: checkpoints are read back with the weights-only loader.
         rows.append({key: value if isinstance(value, int) else float(value) for key, value in row.items()})
         if recorder is not None:
@@ -273,7 +300,8 @@ def train_classifier(
         )
     if recorder is not None:
         recorder.save(out_dir / "masks.pt")
-    summary = _write_results(out_dir, model, classes, settings, rows, provenance=provenance)
+    summary = _write_results(out_dir, model, classes, settings, rows, provenance=provenance,
+                             diagnostic_images={name: len(dataset) for name, dataset in diagnostic_sets.items()})
     finish_run(checkpoint_path)
     return summary
 
@@ -299,7 +327,7 @@ def _evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype) ->
 
 def _write_results(
     out_dir: Path, model: nn.Module, classes: list[str], settings: TrainSettings, rows: list[dict[str, Any]],
-    *, provenance: dict[str, Any] | None = None,
+    *, provenance: dict[str, Any] | None = None, diagnostic_images: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     from topkshape.atomic import atomic_file
     from topkshape.provenance import provenance_record
@@ -318,6 +346,8 @@ def _write_results(
             "stylized_epoch": int(metrics["stylized_acc"].idxmax()),
         },
         "mean_images_per_s": float(metrics["images_per_s"].mean()),
+        # Image counts of the diagnostic sets: their accuracies are tested against chance per image.
+        "diagnostic_images": dict(diagnostic_images or {}),
         "provenance": provenance_record(provenance),
     }
     with atomic_file(out_dir / "model.pt") as tmp:
@@ -338,6 +368,9 @@ def main(argv: list[str] | None = None) -> None:
     for field in dataclasses.fields(TrainSettings):
         default = getattr(defaults, field.name)
         # bool("False") is True: parse booleans by their spelling.
+        if isinstance(default, tuple):  # crop_scale: two numbers
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=float, nargs=len(default), default=default)
+            continue
         kind = (lambda text: text.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
     parser.add_argument("--workers", type=int, default=0)

@@ -42,6 +42,7 @@ def make_subset(name: str, classes: Sequence[str], out_dir: str | Path, *, sourc
             image_size=options["image_size"],
             train_per_class=options["train_per_class"],
             val_per_class=options["val_per_class"],
+            diagnostic_per_class=options["diagnostic_per_class"],
             texture_correlation=options["texture_correlation"],
             seed=options["seed"] + _stable_offset(name),
             threads=threads,

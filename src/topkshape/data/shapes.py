@@ -165,7 +165,8 @@ TEXTURES: dict[str, tuple[TextureFn, tuple[int, int, int], tuple[int, int, int]]
 class RenderSpec:
     """One image: a shape, a texture, a size, and the seed of everything random in it."""
 
-    shape: str
+    shape: str | None
+    """None: the texture fills the whole frame (a texture-only image, no shape to see)."""
     texture: str
     size: int
     seed: int
@@ -173,7 +174,7 @@ class RenderSpec:
 
 def render(spec: RenderSpec, supersample: int = 2) -> Image.Image:
     """Render one RGB image (shape at random position, scale and rotation; textured fill)."""
-    if spec.shape not in SHAPES:
+    if spec.shape is not None and spec.shape not in SHAPES:
         raise ValueError(f"unknown shape {spec.shape!r}; choose from {sorted(SHAPES)}")
     if spec.texture not in TEXTURES:
         raise ValueError(f"unknown texture {spec.texture!r}; choose from {sorted(TEXTURES)}")
@@ -185,7 +186,7 @@ def render(spec: RenderSpec, supersample: int = 2) -> Image.Image:
     scale = rng.uniform(0.5, 0.8)
     cx, cy = rng.uniform(-1 + scale * 0.9, 1 - scale * 0.9, size=2)
     u, v = _rotated(x - cx, y - cy, rng.uniform(0, 2 * np.pi))
-    inside = SHAPES[spec.shape](u / scale, v / scale)
+    inside = SHAPES[spec.shape](u / scale, v / scale) if spec.shape is not None else np.ones(u.shape, dtype=bool)
 
     pattern, color_a, color_b = TEXTURES[spec.texture]
     jitter = rng.integers(-25, 26, size=(2, 3))

@@ -62,6 +62,26 @@ def training_texture(cls: str, classes: Sequence[str], correlation: float, rng: 
     return others[int(rng.integers(len(others)))]
 
 
+SHAPE_ONLY, TEXTURE_ONLY = "val_shape", "val_texture"
+"""The diagnostic validation splits: which cue a network has learned, one cue at a time."""
+
+
+def neutral_textures(classes: Sequence[str]) -> list[str]:
+    """Textures that tell none of ``classes`` apart: no class's home texture, nor its pattern in other colours."""
+    home_patterns = {TEXTURES[HOME_TEXTURE[c]][0] for c in classes}
+    return [name for name, (pattern, _, _) in TEXTURES.items() if pattern not in home_patterns]
+
+
+def _diagnostic_spec(split: str, cls: str, classes: Sequence[str], i: int, image_size: int, seed: int) -> tuple[RenderSpec, str]:
+    """A shape-only image (the class's shape in a neutral texture) or a texture-only one (its home texture, no shape)."""
+    image_seed = _image_seed(seed, split, cls, i)
+    if split == SHAPE_ONLY:
+        neutral = neutral_textures(classes)
+        texture = neutral[i % len(neutral)]
+        return RenderSpec(cls, texture, image_size, image_seed), texture
+    return RenderSpec(None, HOME_TEXTURE[cls], image_size, image_seed), HOME_TEXTURE[cls]
+
+
 def write_shape_subset(
     out_dir: str | Path,
     classes: Sequence[str],
@@ -69,12 +89,17 @@ def write_shape_subset(
     image_size: int = 64,
     train_per_class: int = 200,
     val_per_class: int = 40,
+    diagnostic_per_class: int = 0,
     texture_correlation: float = 0.9,
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, int]:
-    """A classification subset: ``train/`` and ``val/`` with texture correlated to class."""
+    """A classification subset: ``train/`` and ``val/`` with texture correlated to class.
+
+    With ``diagnostic_per_class`` > 0 also ``val_shape/`` (each class's shape in textures that belong
+    to no class) and ``val_texture/`` (each class's home texture filling the frame, no shape).
+    """
     check_classes(classes)
     if not 0.0 <= texture_correlation <= 1.0:
         raise ConfigError(f"texture_correlation must be in [0, 1], got {texture_correlation!r}")
@@ -89,11 +114,21 @@ def write_shape_subset(
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
                     jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
+        for split in (SHAPE_ONLY, TEXTURE_ONLY) if diagnostic_per_class > 0 else ():
+            for cls in classes:
+                for i in range(diagnostic_per_class):
+                    spec, texture = _diagnostic_spec(split, cls, classes, i, image_size, seed)
+                    rel = f"{split}/{cls}/{cls}_{i:05d}.png"
+                    jobs.append((tmp / rel, spec))
+                    rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
         sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         manifest = pd.DataFrame(rows).assign(sha1=sha1s, status="ok")
         manifest.to_csv(tmp / "manifest.csv", index=False)
         _write_classes(tmp, classes)
-    return {"train": train_per_class * len(classes), "val": val_per_class * len(classes)}
+    counts = {"train": train_per_class * len(classes), "val": val_per_class * len(classes)}
+    if diagnostic_per_class > 0:
+        counts.update({SHAPE_ONLY: diagnostic_per_class * len(classes), TEXTURE_ONLY: diagnostic_per_class * len(classes)})
+    return counts
 
 
 def write_cue_conflict_set(

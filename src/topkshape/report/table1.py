@@ -3,7 +3,9 @@
 The main number is the final-epoch accuracy. The paper code's protocol (each set's
 best epoch, chosen on that same set, so optimistic) is reported separately. The
 paper's values sit beside ours, with the difference; a Welch t-test compares Top-K
-with the baseline on the stylized sets.
+with the baseline on the stylized sets. Where the data have diagnostic sets (the generated
+default: shape-only and texture-only images), their accuracies say which cue each variant
+learned, with a binomial test of each pooled accuracy against chance.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ VARIANT_LABELS = {
     "topk_mean_rpl": "ResNet-18 w. Top_K_Mean_Rpl during training",
 }
 SETS = ("clean", "stylized")
+DIAGNOSTICS = {"shape_only": "shape-only", "texture_only": "texture-only"}
 
 
 def load_runs(summary_paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -47,6 +50,9 @@ def load_runs(summary_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "best_clean": 100 * best["clean_acc"],
                 "best_stylized": 100 * best["stylized_acc"],
                 "images_per_s": summary["mean_images_per_s"],
+                "classes": len(summary.get("classes", ())),
+                **{name: 100 * final.get(f"{name}_acc", np.nan) for name in DIAGNOSTICS},
+                **{f"{name}_images": summary.get("diagnostic_images", {}).get(name, 0) for name in DIAGNOSTICS},
             }
         )
     return pd.DataFrame(rows).sort_values(["subset", "variant", "seed"], ignore_index=True)
@@ -54,7 +60,7 @@ def load_runs(summary_paths: Iterable[str | Path]) -> pd.DataFrame:
 
 def aggregate(runs: pd.DataFrame, reference: dict[str, Any] | None = None) -> pd.DataFrame:
     """Long table: subset, variant, metric, mean, std, n, paper mean/std, difference."""
-    metrics = ["clean", "stylized", "best_clean", "best_stylized", "shape_bias", "texture_rate"]
+    metrics = ["clean", "stylized", "best_clean", "best_stylized", "shape_bias", "texture_rate", *DIAGNOSTICS]
     rows = []
     for (subset, variant), group in runs.groupby(["subset", "variant"], sort=True):
         for metric in metrics:
@@ -105,6 +111,26 @@ def welch_tests(runs: pd.DataFrame, metric: str = "stylized") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def chance_tests(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Each diagnostic accuracy, pooled over seeds, against chance (1 / classes): one-sided binomial test.
+
+    An accuracy not above chance at ``alpha`` says the variant did not learn that cue at all.
+    """
+    rows = []
+    for (subset, variant), group in runs.groupby(["subset", "variant"], sort=True):
+        for name in DIAGNOSTICS:
+            if name not in group or group[name].isna().all():
+                continue
+            trials = int(group[f"{name}_images"].sum())
+            hits = int(round(float((group[name] / 100 * group[f"{name}_images"]).sum())))
+            chance = 1.0 / int(group["classes"].iloc[0])
+            p = float(stats.binomtest(hits, trials, chance, alternative="greater").pvalue) if trials else float("nan")
+            rows.append({"subset": subset, "variant": variant, "set": name, "hits": hits, "trials": trials,
+                         "accuracy": 100 * hits / trials if trials else float("nan"), "chance": 100 * chance,
+                         "p": p, "above_chance": bool(p < alpha)})
+    return pd.DataFrame(rows, columns=["subset", "variant", "set", "hits", "trials", "accuracy", "chance", "p", "above_chance"])
+
+
 def _cell(mean: float, std: float, n: int) -> str:
     if np.isnan(mean):
         return "–"
@@ -116,7 +142,7 @@ def _number(value: float, spec: str) -> str:
     return "–" if np.isnan(value) else format(value, spec)
 
 
-def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
+def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str, chance: pd.DataFrame | None = None) -> str:
     subsets = sorted(table.subset.unique())
     lines = [f"# {title}", ""]
 
@@ -150,6 +176,15 @@ def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str) -> str:
     block("Paper code's protocol: best epoch per set, chosen on that set (optimistic)", {"best_clean": "clean", "best_stylized": "stylized"}, True)
     if (table.metric == "shape_bias").any():
         block("Cue-conflict decisions at the final epoch (shape bias and texture-choice rate, %)", {"shape_bias": "shape bias %", "texture_rate": "texture %"}, False)
+    if (table.metric.isin(list(DIAGNOSTICS))).any():
+        block("Diagnostic sets at the final epoch: which cue was learned (accuracy %)", DIAGNOSTICS, False)
+    if chance is not None and len(chance):
+        lines += ["## Diagnostic accuracy against chance (pooled over seeds, one-sided binomial test)", "",
+                  "| subset | variant | set | correct / images | acc. % | chance % | p | above chance |", "|---|---|---|---|---|---|---|---|"]
+        for r in chance.itertuples():
+            lines.append(f"| {r.subset} | {r.variant} | {DIAGNOSTICS[r.set]} | {r.hits} / {r.trials} | {r.accuracy:.1f} | {r.chance:.1f} | "
+                         f"{r.p:.3g} | {'yes' if r.above_chance else 'no'} |")
+        lines.append("")
     lines += ["## Welch t-test on the stylized sets (final epoch)", "", "| subset | comparison | Δ acc. | t | p | runs |", "|---|---|---|---|---|---|"]
     for r in tests.itertuples():
         lines.append(f"| {r.subset} | {r.comparison} | {_number(r.difference, '+.1f')} | {_number(r.t, '.2f')} | {_number(r.p, '.3g')} | {r.n} |")
@@ -184,5 +219,6 @@ def write_table1(
         reference = {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
     table = aggregate(runs, reference)
     tests = welch_tests(runs)
-    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title), to_latex(table), out, provenance=provenance)
+    chance = chance_tests(runs)
+    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title, chance), to_latex(table), out, provenance=provenance)
     return table
