@@ -197,7 +197,7 @@ def train_classifier(
     diagnostic_dirs = {name: Path(folder) for name, folder in (diagnostic_dirs or {}).items()}
     for name, folder in diagnostic_dirs.items():
         _check_dir(folder, f"{name} validation images")
-    diagnostic_sets = {name: LabelledImageFolder(folder, classes, eval_transform(settings.image_size)) for name, folder in diagnostic_dirs.items()}
+    diagnostic_data = {name: LabelledImageFolder(folder, classes, eval_transform(settings.image_size)) for name, folder in diagnostic_dirs.items()}
 
     seed_everything(settings.seed)
     model = build_classifier(settings, len(classes)).to(dev)
@@ -236,7 +236,7 @@ def train_classifier(
     step_model = torch.compile(model) if settings.compile else model
     clean_loader = _loader(clean_set, settings, shuffle=False, workers=workers)
     stylized_loader = _loader(stylized_set, settings, shuffle=False, workers=workers)
-    diagnostic_loaders = {name: _loader(dataset, settings, shuffle=False, workers=workers) for name, dataset in diagnostic_sets.items()}
+    diagnostic_loaders = {name: _loader(dataset, settings, shuffle=False, workers=workers) for name, dataset in diagnostic_data.items()}
     for epoch in range(start_epoch, settings.epochs):
         seed_everything(_epoch_seed(settings.seed, epoch))
         loader = _loader(train_set, settings, shuffle=True, workers=workers, epoch=epoch)
@@ -301,7 +301,7 @@ def train_classifier(
     if recorder is not None:
         recorder.save(out_dir / "masks.pt")
     summary = _write_results(out_dir, model, classes, settings, rows, provenance=provenance,
-                             diagnostic_images={name: len(dataset) for name, dataset in diagnostic_sets.items()})
+                             diagnostic_images={name: len(dataset) for name, dataset in diagnostic_data.items()})
     finish_run(checkpoint_path)
     return summary
 

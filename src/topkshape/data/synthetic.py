@@ -72,14 +72,12 @@ def neutral_textures(classes: Sequence[str]) -> list[str]:
     return [name for name, (pattern, _, _) in TEXTURES.items() if pattern not in home_patterns]
 
 
-def _diagnostic_spec(split: str, cls: str, classes: Sequence[str], i: int, image_size: int, seed: int) -> tuple[RenderSpec, str]:
-    """A shape-only image (the class's shape in a neutral texture) or a texture-only one (its home texture, no shape)."""
-    image_seed = _image_seed(seed, split, cls, i)
+def _diagnostic_cues(split: str, cls: str, i: int, neutral: Sequence[str]) -> tuple[str | None, str]:
+    """(shape, texture) of a diagnostic image: the class's shape in a neutral texture (shape-only),
+    or its home texture with no shape (texture-only)."""
     if split == SHAPE_ONLY:
-        neutral = neutral_textures(classes)
-        texture = neutral[i % len(neutral)]
-        return RenderSpec(cls, texture, image_size, image_seed), texture
-    return RenderSpec(None, HOME_TEXTURE[cls], image_size, image_seed), HOME_TEXTURE[cls]
+        return cls, neutral[i % len(neutral)]
+    return None, HOME_TEXTURE[cls]
 
 
 def write_shape_subset(
@@ -114,12 +112,13 @@ def write_shape_subset(
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
                     jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
+        neutral = neutral_textures(classes)
         for split in (SHAPE_ONLY, TEXTURE_ONLY) if diagnostic_per_class > 0 else ():
             for cls in classes:
                 for i in range(diagnostic_per_class):
-                    spec, texture = _diagnostic_spec(split, cls, classes, i, image_size, seed)
+                    shape, texture = _diagnostic_cues(split, cls, i, neutral)
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
-                    jobs.append((tmp / rel, spec))
+                    jobs.append((tmp / rel, RenderSpec(shape, texture, image_size, _image_seed(seed, split, cls, i))))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
         sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         manifest = pd.DataFrame(rows).assign(sha1=sha1s, status="ok")
