@@ -48,10 +48,10 @@ def make_data(root: Path, subset: str, classes: list[str], synthetic: dict, styl
     """The subset (with its diagnostic sets) and its cue-conflict set, built by the data rules' own
     functions (same seeds as the workflow), once per settings (the folder name holds them)."""
     key = "_".join(f"{k}{v}" for k, v in sorted(synthetic.items())) + f"_cc{stylize['per_class']}"
-    folder = root / key / subset
+    folder = root / key / f"{subset}-{'-'.join(classes)}"  # the classes too: a config may rename a subset's classes
     if not (folder / "train").is_dir():
         make_subset(subset, classes, folder, source="synthetic", options=synthetic, progress=False)
-    stylized = folder.parent / f"{subset}-stylized"
+    stylized = folder.parent / f"{folder.name}-stylized"
     if not stylized.is_dir():
         make_stylized(subset, classes, folder, stylized, options=stylize, image_size=synthetic["image_size"], progress=False)
     return folder
@@ -93,10 +93,10 @@ def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
         for variant in args.variants:
             for seed in args.seeds:
                 settings = TrainSettings.from_params(train, variant=variant, seed=seed)
-                out = Path(args.workdir) / "runs" / f"{subset}_{variant}_{seed}_{args.perturb}_t{args.threads}_{key_of({**dataclasses.asdict(settings), **synthetic})}"
+                out = Path(args.workdir) / "runs" / f"{subset}_{variant}_{seed}_{args.perturb}_t{args.threads}_{key_of({**dataclasses.asdict(settings), **synthetic, 'data': data.name})}"
                 started, cpu_started = time.perf_counter(), time.process_time()
                 with perturbed_floats(args.perturb):
-                    summary = train_classifier(data / "train", data / "val", data.parent / f"{subset}-stylized", out, settings,
+                    summary = train_classifier(data / "train", data / "val", data.parent / f"{data.name}-stylized", out, settings,
                                                threads=args.threads, progress=False, diagnostic_dirs=diagnostic_sets(data))
                 seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
                 metrics = pd.read_csv(out / "metrics.csv")
@@ -156,7 +156,7 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
 
     full = validate_config(config, check_paths=False)
     gan = {k: v for k, v in full["gan"].items() if k not in ("seeds", "eval", "topk_fraction")}
-    for key in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"):
+    for key in ("im_size", "small_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"):
         value = getattr(args, f"gan_{key}")
         if value is not None:
             gan[key] = value
@@ -172,7 +172,7 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
         for seed in args.seeds:
             fraction = full["gan"]["topk_fraction"][fewshot] if variant == "fastgan_topk" else None
             settings = GanSettings.from_params(gan, topk_fraction=fraction, seed=seed)
-            tag = "_".join(f"{k}{gan[k]}" for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"))
+            tag = "_".join(f"{k}{gan[k]}" for k in ("im_size", "small_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr"))
             run, init = Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}", Path(args.workdir) / "gan" / f"{variant}_{seed}_{tag}_init"
             init.mkdir(parents=True, exist_ok=True)
             seed_everything(settings.seed)  # as train_fastgan does before building its generator
@@ -187,7 +187,7 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
             row = {"variant": variant, "seed": seed, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
                    "fid_init": scores["init"]["fid"], "fid_final": scores["final"]["fid"],
                    "ratio": scores["final"]["fid"] / scores["init"]["fid"], "preview": str(run / "preview.png"),
-                   **{f"gan.{k}": gan[k] for k in ("im_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr")}}
+                   **{f"gan.{k}": gan[k] for k in ("im_size", "small_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr")}}
             print(row, flush=True)
             rows.append(row)
             if args.csv:
@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--gan", action="store_true", help="measure the GAN (FID ratio final / init) instead of Table 1")
     parser.add_argument("--gan-variants", nargs="+", default=["fastgan", "fastgan_topk"])
     parser.add_argument("--classifier", default=None, help="--gan: the S1 baseline model.pt (FID features)")
-    for key, kind in (("im_size", int), ("ngf", int), ("ndf", int), ("iterations", int), ("batch_size", int),
+    for key, kind in (("im_size", int), ("small_size", int), ("ngf", int), ("ndf", int), ("iterations", int), ("batch_size", int),
                       ("ema_decay", float), ("lr", float)):
         parser.add_argument(f"--gan-{key.replace('_', '-')}", type=kind, default=None, help=f"gan.{key}")
     args = parser.parse_args()

@@ -3,6 +3,7 @@
 Side by side in one run, same settings, on generated images:
 
     python benchmarks/gan_iteration.py [--im-size 64] [--iterations 20] [--ngf 16] [--ndf 8] [--device cuda] [--recon-loss lpips]
+    python benchmarks/gan_iteration.py --ngf 8 --small-sizes 128 64   # the small path at FastGAN's 128 px or at 64
 
 ``--recon-loss lpips`` (the paper config's) needs torchvision's VGG-16 weights under
 ``$TORCH_HOME/hub/checkpoints/``; ``l1`` (the default config's) needs none.
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--ndf", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--recon-loss", choices=["l1", "mse", "lpips"], default="l1")
+    parser.add_argument("--small-sizes", type=int, nargs="+", default=[128], help="gan.small_size values, side by side")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     cpu = f"CPU {_cpu_model()}, {torch.get_num_threads()} threads"  # CPU models differ a lot within a machine kind
@@ -47,14 +49,18 @@ def main() -> None:
         images = Path(tmp) / "images"
         write_fewshot_set(images, "hexagon", count=32, image_size=args.im_size, progress=False)
         rates = {}
-        for label, fraction in (("FastGAN", None), ("FastGAN + Top-K 5%", 0.05)):
-            settings = GanSettings(im_size=args.im_size, ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size, iterations=args.iterations,
-                                   topk_fraction=fraction, checkpoint_every=args.iterations, log_every=args.iterations,
-                                   recon_loss=args.recon_loss)
-            iterations_per_second(images, GanSettings(**{**settings.__dict__, "iterations": 2, "checkpoint_every": 2, "log_every": 2}), args.device)
-            rates[label] = iterations_per_second(images, settings, args.device)
-            print(f"{label:>20}: {rates[label]:.2f} it/s", flush=True)
-    print(f"Top-K / plain speed ratio: {rates['FastGAN + Top-K 5%'] / rates['FastGAN']:.2f}")
+        for small_size in args.small_sizes:
+            for label, fraction in (("FastGAN", None), ("FastGAN + Top-K 5%", 0.05)):
+                settings = GanSettings(im_size=args.im_size, small_size=small_size, ngf=args.ngf, ndf=args.ndf, batch_size=args.batch_size,
+                                       iterations=args.iterations, topk_fraction=fraction, checkpoint_every=args.iterations,
+                                       log_every=args.iterations, recon_loss=args.recon_loss)
+                iterations_per_second(images, GanSettings(**{**settings.__dict__, "iterations": 2, "checkpoint_every": 2, "log_every": 2}), args.device)
+                rates[label, small_size] = iterations_per_second(images, settings, args.device)
+                print(f"{label:>20}, small path {small_size} px: {rates[label, small_size]:.2f} it/s", flush=True)
+            print(f"small path {small_size} px: Top-K / plain speed ratio {rates['FastGAN + Top-K 5%', small_size] / rates['FastGAN', small_size]:.2f}")
+        first = args.small_sizes[0]
+        for small_size in args.small_sizes[1:]:
+            print(f"FastGAN speed, small path {small_size} px / {first} px: {rates['FastGAN', small_size] / rates['FastGAN', first]:.2f}")
 
 
 if __name__ == "__main__":

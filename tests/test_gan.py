@@ -80,6 +80,39 @@ def test_generator_and_discriminator_shapes_at_64_px(topk_fraction):
     assert discriminator(big, "real")[2] in range(4)
 
 
+@pytest.mark.parametrize("im_size", [64, 256])
+def test_small_size_64_puts_the_second_output_small_path_and_decoders_at_64_px(im_size):
+    torch.manual_seed(0)
+    generator = Generator(ngf=4, nz=16, im_size=im_size, small_size=64)
+    discriminator = Discriminator(ndf=4, im_size=im_size, small_size=64)
+    big, small = generator(torch.randn(2, 16))
+    assert big.shape == (2, 3, im_size, im_size) and small.shape == (2, 3, 64, 64)
+    if im_size == 64:
+        assert small is big  # no resize: the second output is the image itself
+    logits, reconstructions, _ = discriminator(big, "real", part=1)
+    assert logits.shape == (2 * 2 * 25,)  # the small path still ends at 8x8: 5x5 patch logits
+    assert [tuple(r.shape) for r in reconstructions] == [(2, 3, 64, 64)] * 3
+    assert discriminator([big, small], "fake").shape == logits.shape
+    # Fewer layers, not just smaller inputs: the 128 px small path has one down-block and each decoder one up-block more.
+    full = Discriminator(ndf=4, im_size=im_size)
+    assert len(discriminator.down_from_small) == len(full.down_from_small) - 1
+    assert len(discriminator.decoder_big.main) == len(full.decoder_big.main) - 1
+
+
+def test_small_size_outside_64_and_128_is_refused():
+    with pytest.raises(ValueError, match="small_size"):
+        Discriminator(ndf=4, im_size=64, small_size=32)
+    with pytest.raises(ConfigError, match="small_size"):
+        GanSettings(im_size=64, small_size=256)
+
+
+def test_training_and_loading_keep_small_size(few_shot_images, tmp_path):
+    settings = dataclasses.replace(TINY, topk_fraction=None, small_size=64)
+    train_fastgan(few_shot_images, tmp_path / "run", settings, device="cpu", progress=False)
+    generator = load_generator(tmp_path / "run" / "generator_ema.pt")
+    assert generator.small_size == 64 and generator(torch.randn(2, 16))[1].shape == (2, 3, 64, 64)
+
+
 def test_topk_sits_at_the_32x32_map_and_only_in_the_topk_variant():
     assert not any(isinstance(m, TopK) for m in Generator(ngf=8, nz=16, im_size=64).modules())
     generator = Generator(ngf=8, nz=16, im_size=64, topk_fraction=0.05)

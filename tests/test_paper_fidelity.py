@@ -25,6 +25,7 @@ def test_the_paper_config_takes_the_paper_codes_values():
     paper = validate_config(PAPER, check_paths=False)
     assert paper["train"]["precision"] == "fp32"
     assert paper["gan"]["resample"] == "bilinear"
+    assert paper["gan"]["small_size"] == 128  # FastGAN's small path; the default's 64 is a toy-only shortcut
     assert paper["data"]["imagenet"]["resize_short_side"] is None
 
 

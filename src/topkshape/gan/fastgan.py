@@ -32,6 +32,10 @@ Deviations, each a choice where the reference has none or cannot run offline:
   128 px exactly as the discriminator resizes a real image (nearest).
 * ``noise_injection=False`` turns noise injection off: the paper's code has it disabled
   (its ``NoiseInjection.forward`` returns the input unchanged).
+* ``small_size`` (64 or 128 px; FastGAN's is 128): the size of the generator's second output,
+  the discriminator's small path (which ends at 8x8 in either case) and the decoders'
+  reconstructions. A 64 px run at 128 px would upsample its own images to 128 only to
+  compare them there; at 64 it costs about half (``gan.small_size`` in the config).
 * Decoder widths scale with ``ndf`` (``ndf // 2`` channels at 128 px: 32 at the default
   ndf 64, as in the reference) so tiny test models stay tiny.
 """
@@ -49,7 +53,8 @@ GENERATOR_WIDTHS = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.2
 # Discriminator widths by the spatial size of the map (the reference keys them by 2x that).
 DISCRIMINATOR_WIDTHS = {8: 8, 16: 4, 32: 2, 64: 1, 128: 0.5, 256: 0.25}
 IMAGE_SIZES = (64, 128, 256, 512, 1024)
-SMALL_SIZE = 128  # the second generator output and the decoders' reconstructions
+SMALL_SIZE = 128  # FastGAN's: the second generator output, the small path, the decoders' reconstructions
+SMALL_SIZES = (64, 128)
 _COMP_BLOCKS = (8, 32, 128, 512)  # up-blocks with two convs and noise injection
 
 
@@ -57,6 +62,12 @@ def check_image_size(im_size: int) -> int:
     if im_size not in IMAGE_SIZES:
         raise ValueError(f"im_size must be one of {IMAGE_SIZES}, got {im_size!r}")
     return im_size
+
+
+def check_small_size(small_size: int) -> int:
+    if small_size not in SMALL_SIZES:
+        raise ValueError(f"small_size must be one of {SMALL_SIZES}, got {small_size!r}")
+    return small_size
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, transpose: bool = False) -> nn.Module:
@@ -125,7 +136,7 @@ def _up_block_comp(cin: int, cout: int, noise: bool) -> nn.Sequential:
 
 
 class Generator(nn.Module):
-    """FastGAN generator; ``forward(z)`` returns ``[image at im_size, image at 128 px]``.
+    """FastGAN generator; ``forward(z)`` returns ``[image at im_size, image at small_size]``.
 
     Images are meant to lie in [-1, 1], but only the 1024 px generator squashes them with
     tanh (FastGAN's choice, which the paper's code keeps): below that they are unbounded.
@@ -140,9 +151,11 @@ class Generator(nn.Module):
         topk_resolution: int = 32,
         noise_injection: bool = True,
         topk_ties: str = "keep",
+        small_size: int = SMALL_SIZE,
     ) -> None:
         super().__init__()
         self.im_size = check_image_size(im_size)
+        self.small_size = check_small_size(small_size)
         self.nz = nz
         self.resolutions = [4 * 2**i for i in range(1, im_size.bit_length() - 2)]  # 8 .. im_size
         if topk_fraction is not None and topk_resolution not in self.resolutions:
@@ -158,7 +171,8 @@ class Generator(nn.Module):
         self.topk = TopK(topk_fraction, ties=topk_ties) if topk_fraction is not None else None  # type: ignore[arg-type]
         self.output_tanh = im_size == 1024
         self.to_big = _conv(nfc[im_size], 3, 3, 1, 1)
-        self.to_128 = _conv(nfc[SMALL_SIZE], 3, 1) if im_size > SMALL_SIZE else None
+        # Named for FastGAN's 128 px (its state-dict key), whatever small_size is.
+        self.to_128 = _conv(nfc[small_size], 3, 1) if im_size > small_size else None
 
     def forward(self, z: Tensor) -> list[Tensor]:
         feats = {4: self.init(z.view(z.shape[0], -1, 1, 1))}
@@ -171,8 +185,8 @@ class Generator(nn.Module):
             feats[r] = feat
         big = self.to_big(feats[self.im_size])
         if self.to_128 is None:
-            return [big, resize_for_discriminator(big, SMALL_SIZE)]
-        small = self.to_128(feats[SMALL_SIZE])
+            return [big, resize_for_discriminator(big, self.small_size)]
+        small = self.to_128(feats[self.small_size])
         if self.output_tanh:
             return [torch.tanh(big), torch.tanh(small)]
         return [big, small]
@@ -198,20 +212,18 @@ class DownBlockComp(nn.Module):
 
 
 class SimpleDecoder(nn.Module):
-    """Decodes any map (average-pooled to 8x8) to a 128 px image: four up-blocks, conv, tanh."""
+    """Decodes any map (average-pooled to 8x8) to an ``out_size`` image: up-blocks, conv, tanh.
 
-    def __init__(self, channels_in: int, width: int = 32) -> None:
+    At FastGAN's 128 px four up-blocks (widths 4w, 2w, 2w, w at 16..128 px); at 64 px the
+    first three of them.
+    """
+
+    def __init__(self, channels_in: int, width: int = 32, out_size: int = SMALL_SIZE) -> None:
         super().__init__()
         width = max(1, width)
-        self.main = nn.Sequential(
-            nn.AdaptiveAvgPool2d(8),
-            _up_block(channels_in, width * 4),
-            _up_block(width * 4, width * 2),
-            _up_block(width * 2, width * 2),
-            _up_block(width * 2, width),
-            _conv(width, 3, 3, 1, 1),
-            nn.Tanh(),
-        )
+        widths = [width * m for m in (4, 2, 2, 1)][: check_small_size(out_size).bit_length() - 4]
+        blocks = [_up_block(cin, cout) for cin, cout in zip([channels_in, *widths[:-1]], widths)]
+        self.main = nn.Sequential(nn.AdaptiveAvgPool2d(8), *blocks, _conv(widths[-1], 3, 3, 1, 1), nn.Tanh())
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.main(feat)
@@ -227,15 +239,16 @@ def crop_quadrant(x: Tensor, part: int) -> Tensor:
 class Discriminator(nn.Module):
     """FastGAN discriminator with its three self-supervised reconstruction decoders.
 
-    ``forward(imgs, label)`` takes a batch at any size (resized to ``im_size`` and 128 px)
+    ``forward(imgs, label)`` takes a batch at any size (resized to ``im_size`` and ``small_size``)
     or the generator's ``[big, small]`` pair. It returns the concatenated patch logits of
     both paths; for ``label="real"`` also ``(rec_big, rec_small, rec_part)`` and the
     quadrant ``part`` (drawn from torch's global RNG when not given).
     """
 
-    def __init__(self, ndf: int = 64, im_size: int = 256) -> None:
+    def __init__(self, ndf: int = 64, im_size: int = 256, small_size: int = SMALL_SIZE) -> None:
         super().__init__()
         self.im_size = check_image_size(im_size)
+        self.small_size = check_small_size(small_size)
         top = min(im_size, 256)
         ch = {r: max(1, int(w * ndf)) for r, w in DISCRIMINATOR_WIDTHS.items()}
         if im_size == 1024:
@@ -251,22 +264,21 @@ class Discriminator(nn.Module):
         self.down = nn.ModuleDict({str(r // 2): DownBlockComp(ch[r], ch[r // 2]) for r in self.resolutions[:-1]})
         self.excite = nn.ModuleDict({str(r // 8): SkipLayerExcitation(ch[r], ch[r // 8]) for r in self.resolutions if r // 8 >= 8})
         self.rf_big = nn.Sequential(_conv(ch[8], ch[8] * 2, 1), _batch_norm(ch[8] * 2), nn.LeakyReLU(0.2), _conv(ch[8] * 2, 1, 4))
-        small = [max(1, int(w * ndf)) for w in (0.5, 1, 2, 4)]  # at 64, 32, 16, 8 px
-        self.down_from_small = nn.Sequential(
-            _conv(3, small[0], 4, 2, 1), nn.LeakyReLU(0.2),
-            _down_block(small[0], small[1]), _down_block(small[1], small[2]), _down_block(small[2], small[3]),
-        )
-        self.rf_small = _conv(small[3], 1, 4)
+        # The small path's widths by output size (FastGAN's at 128 px: 64, 32, 16, 8 px); from 64 px the last three.
+        small = [max(1, int(w * ndf)) for w in (0.5, 1, 2, 4)][4 - (small_size.bit_length() - 4):]
+        downs = [_down_block(cin, cout) for cin, cout in zip(small[:-1], small[1:])]
+        self.down_from_small = nn.Sequential(_conv(3, small[0], 4, 2, 1), nn.LeakyReLU(0.2), *downs)
+        self.rf_small = _conv(small[-1], 1, 4)
         decoder_width = ndf // 2
-        self.decoder_big = SimpleDecoder(ch[8], decoder_width)
-        self.decoder_part = SimpleDecoder(ch[16], decoder_width)
-        self.decoder_small = SimpleDecoder(small[3], decoder_width)
+        self.decoder_big = SimpleDecoder(ch[8], decoder_width, small_size)
+        self.decoder_part = SimpleDecoder(ch[16], decoder_width, small_size)
+        self.decoder_small = SimpleDecoder(small[-1], decoder_width, small_size)
 
     def forward(self, imgs: Tensor | list[Tensor], label: str = "fake", part: int | None = None):
         if label not in ("real", "fake"):
             raise ValueError(f"label must be 'real' or 'fake', got {label!r}")
         if isinstance(imgs, Tensor):
-            imgs = [resize_for_discriminator(imgs, self.im_size), resize_for_discriminator(imgs, SMALL_SIZE)]
+            imgs = [resize_for_discriminator(imgs, self.im_size), resize_for_discriminator(imgs, self.small_size)]
         feats = {self.resolutions[0]: self.down_from_big(imgs[0])}
         for r in self.resolutions[1:]:
             feat = self.down[str(r)](feats[r * 2])

@@ -8,7 +8,7 @@ from typing import Any
 
 from topkshape.errors import ConfigError
 from topkshape.gan.diffaug import parse_policy
-from topkshape.gan.fastgan import IMAGE_SIZES, Generator
+from topkshape.gan.fastgan import IMAGE_SIZES, SMALL_SIZE, SMALL_SIZES, Generator
 from topkshape.ops import check_fraction, check_ties
 from topkshape.params import settings_from_params
 
@@ -54,6 +54,8 @@ class GanSettings:
 
     ``resample``: the filter of that resize, ``"bilinear"`` (the paper code's torchvision
     ``Resize``) or ``"bicubic"``.
+    ``small_size``: the generator's second output, the discriminator's small path and its
+    decoders' reconstructions (FastGAN's 128 px; 64 halves a 64 px run's cost).
     ``resize``: ``"center_crop"`` (shorter side to ``im_size``, then the centre) or
     ``"stretch"`` (both sides to ``im_size``, the reference's ``Resize((s, s))``).
     ``noise_injection=False`` matches the paper's code, whose noise injection is a no-op.
@@ -68,6 +70,7 @@ class GanSettings:
     """
 
     im_size: int = 256
+    small_size: int = SMALL_SIZE
     nz: int = 256
     ngf: int = 64
     ndf: int = 64
@@ -107,6 +110,8 @@ class GanSettings:
             raise ConfigError(f"rollback must be a mapping of {[f.name for f in dataclasses.fields(RollbackSettings)]}, got {self.rollback!r}")
         if self.im_size not in IMAGE_SIZES:
             raise ConfigError(f"im_size must be one of {IMAGE_SIZES}, got {self.im_size!r}")
+        if self.small_size not in SMALL_SIZES:
+            raise ConfigError(f"small_size must be one of {SMALL_SIZES}, got {self.small_size!r}")
         for name in ("nz", "ngf", "ndf", "batch_size", "iterations", "checkpoint_every", "log_every", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -145,4 +150,5 @@ def build_generator(settings: GanSettings) -> Generator:
         topk_resolution=settings.topk_resolution,
         topk_ties=settings.topk_ties,
         noise_injection=settings.noise_injection,
+        small_size=settings.small_size,
     )

@@ -61,7 +61,7 @@ from topkshape.checkpoint import (
 )
 from topkshape.errors import ConfigError, InputDataError
 from topkshape.gan.diffaug import diff_augment
-from topkshape.gan.fastgan import SMALL_SIZE, Discriminator, Generator, crop_quadrant
+from topkshape.gan.fastgan import Discriminator, Generator, crop_quadrant
 from topkshape.gan.images import (  # noqa: F401 (re-exported)
     IMAGE_EXTENSIONS,
     find_images,
@@ -128,14 +128,15 @@ def _real_batch(images: Tensor, settings: GanSettings, iteration: int) -> Tensor
 
 def _reconstruction_loss(reconstructions: tuple[Tensor, Tensor, Tensor], real: Tensor, part: int, kind: str,
                          perceptual: nn.Module | None = None) -> Tensor:
-    """The three decoders' loss against the (augmented) real batch at 128 px, summed over the batch.
+    """The three decoders' loss against the (augmented) real batch at their size, summed over the batch.
 
     ``"lpips"``: one LPIPS distance per image (``perceptual``), as the reference's
     ``percept(rec, target).sum()``; ``"l1"``/``"mse"``: the mean per image instead.
     """
     rec_big, rec_small, rec_part = reconstructions
-    whole = F.interpolate(real, size=SMALL_SIZE)
-    quadrant = F.interpolate(crop_quadrant(real, part), size=SMALL_SIZE)
+    size = rec_big.shape[-1]  # the discriminator's small_size
+    whole = F.interpolate(real, size=size)
+    quadrant = F.interpolate(crop_quadrant(real, part), size=size)
     total = real.new_zeros(())
     for rec, target in ((rec_big, whole), (rec_small, whole), (rec_part, quadrant)):
         if kind == "lpips":
@@ -247,7 +248,7 @@ def train_fastgan(
 
     seed_everything(settings.seed)
     generator = build_generator(settings).to(dev)
-    discriminator = Discriminator(ndf=settings.ndf, im_size=settings.im_size).to(dev)
+    discriminator = Discriminator(ndf=settings.ndf, im_size=settings.im_size, small_size=settings.small_size).to(dev)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_generator(out_dir / GENERATOR_INIT, generator_ema, settings)
