@@ -70,6 +70,7 @@ rule cue_conflict_eval:
         image_size=imagenet_only(SB["image_size"]),
         batch_size=SB["batch_size"],
         ties=SB["ties"],
+        tie_seed=SB["tie_seed"],
         images_per_class=lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else SB["cue_conflict"]["images_per_class"],
         stimuli_sha256=imagenet_only(SB["cue_conflict"]["sha256"] if SB["cue_conflict"]["source"] == "download" else None),
         weights_pins=lambda wildcards: weights_pins(f"shape_bias:{wildcards.model}"),

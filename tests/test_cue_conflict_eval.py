@@ -125,6 +125,23 @@ def test_one_sweep_per_model_writes_the_same_csvs_as_one_evaluation_per_setting(
         assert path.read_bytes() == single.read_bytes(), tag
 
 
+def test_random_ties_give_the_same_decisions_for_a_tie_seed_and_not_for_every_seed(stimuli_dir, tmp_path):
+    from topkshape.shape_bias.run import run_cue_conflict_sweep
+
+    def decisions(tie_seed: int, name: str) -> pd.Series:
+        # K = 5% at AlexNet's positions: features.12 keeps 1 of 6x6 and its max-pool ties often.
+        out = tmp_path / f"{name}.csv"
+        torch.manual_seed(0)
+        applied = run_cue_conflict_sweep("alexnet", ["topk5"], stimuli_dir, [out], weights=None, batch_size=16,
+                                         ties="random", tie_seed=tie_seed, device="cpu")
+        assert all(layer["ties"] == "random" for layer in applied["topk5"].values())
+        return _raw(out)["object_response"]
+
+    first = decisions(0, "a")
+    assert first.equals(decisions(0, "b"))
+    assert any(not first.equals(decisions(seed, f"s{seed}")) for seed in (1, 2, 3))
+
+
 def test_sweep_leaves_the_loaded_model_without_topk_between_settings(stimuli_dir, tmp_path):
     from topkshape.models import topk_layers
     from topkshape.shape_bias.evaluate import with_inference_topk

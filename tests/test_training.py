@@ -58,6 +58,29 @@ def test_two_runs_with_the_same_seed_give_identical_metrics_and_weights(tiny_dat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_cached_images_give_the_same_metrics_and_weights_without_decoding_twice(tiny_data, reference_run, tmp_path, monkeypatch):
+    from torchvision.datasets import folder
+
+    out, _ = reference_run
+    opened: list[str] = []
+    real_loader = folder.pil_loader  # what ImageFolder's default loader calls
+    monkeypatch.setattr(folder, "pil_loader", lambda path: opened.append(path) or real_loader(path))
+    train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "cached", SETTINGS,
+                     threads=1, progress=False, cache_images=True)
+    pd.testing.assert_frame_equal(_metrics(out), _metrics(tmp_path / "cached"))
+    a, b = _weights(out), _weights(tmp_path / "cached")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # 5 epochs, yet each file was decoded once (training, validation and cue-conflict images alike).
+    assert len(opened) == len(set(opened)) == 3 * (40 + 6 + 6)
+
+
+def test_a_bad_cache_mode_is_refused():
+    from topkshape.classify.data import LabelledImageFolder
+
+    with pytest.raises(ValueError, match="cache"):
+        LabelledImageFolder("/nonexistent", CLASSES, cache="always")
+
+
 def test_summary_reports_the_last_epoch_and_each_sets_best_epoch_from_the_metrics(reference_run):
     out, summary = reference_run
     metrics = pd.read_csv(out / "metrics.csv")

@@ -9,6 +9,6 @@ with rule_logging(sm.log[0], "cue_conflict_eval", gpus=sm.resources.get("gpu", 0
     run_cue_conflict_sweep(
         sm.wildcards.model, p.tags, sm.input.images, list(sm.output),
         # Named weights arrive as the file the pretrained_weights rule downloaded.
-        weights=sm.input.get("weights", p.weights), image_size=p.image_size, batch_size=p.batch_size, ties=p.ties,
+        weights=sm.input.get("weights", p.weights), image_size=p.image_size, batch_size=p.batch_size, ties=p.ties, tie_seed=p.tie_seed,
         checkpoint=sm.input.get("checkpoint"), threads=sm.threads, images_per_class=p.images_per_class,
     )

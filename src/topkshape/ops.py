@@ -18,6 +18,12 @@ The paper's code leaves ties to ``torch.topk``. Here ``ties`` makes the choice e
   entries tied at the K-th largest ``|x|``, those with the **lowest flat spatial
   index** (``h * W + w``) are kept first. Eq. 2's mean is then the sum over K,
   as in the paper code.
+* ``ties="random"``: **exactly K entries**, the entries tied at the K-th largest ``|x|``
+  chosen uniformly at random (a seeded ``torch.Generator``): the same count as
+  ``exact``, with no positional preference. Over several tie seeds it shows how much
+  of a result rests on which tied entries a kernel happens to keep (the paper's
+  numbers rest on CUDA's unspecified ``torch.topk`` order). The functions take the
+  generator explicitly; :class:`TopK` holds one seeded by its ``tie_seed``.
 
 For continuous activations ties have probability zero and both choices equal the
 paper code's selection. Max-pools duplicate values, so real feature maps do tie
@@ -66,9 +72,9 @@ from torch import Tensor, nn
 from topkshape.errors import ConfigError
 
 Keep = Literal["topk", "non_topk"]
-Ties = Literal["keep", "exact"]
+Ties = Literal["keep", "exact", "random"]
 _KEEP_CHOICES = ("topk", "non_topk")
-TIES: tuple[str, ...] = ("keep", "exact")
+TIES: tuple[str, ...] = ("keep", "exact", "random")
 
 
 def check_fraction(fraction: object) -> float:
@@ -84,7 +90,8 @@ def check_fraction(fraction: object) -> float:
 def check_ties(ties: object) -> Ties:
     """Return ``ties`` if it is a valid tie rule, else raise a one-line ConfigError."""
     if ties not in TIES:
-        raise ConfigError(f"Top-K ties must be one of {', '.join(TIES)} (keep every tied entry, or exactly K), got {ties!r}")
+        raise ConfigError(f"Top-K ties must be one of {', '.join(TIES)} (keep every tied entry, exactly K in index order, "
+                          f"or exactly K choosing among ties at random), got {ties!r}")
     return ties  # type: ignore[return-value]
 
 
@@ -149,16 +156,23 @@ def cpu_selection() -> str:
     return f"compiled radix select{vector}"
 
 
-def topk_mask(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
+def topk_mask(x: Tensor, fraction: float, ties: Ties = "keep", generator: torch.Generator | None = None) -> Tensor:
     """Boolean Top-K mask of ``x`` (Eq. 1's selection), same shape and layout as ``x``.
 
     ``ties="keep"``: true where ``|x|`` is non-zero and at least the K-th largest
     ``|x|`` of its sample and channel. ``ties="exact"``: exactly K entries per
-    channel, ties at the threshold taken in flat spatial order. Never tracks gradients.
+    channel, ties at the threshold taken in flat spatial order. ``ties="random"``:
+    exactly K, ties drawn from ``generator`` (a CPU ``torch.Generator``, required).
+    Never tracks gradients.
     """
     _check_input(x)
     fraction = check_fraction(fraction)
-    exact = check_ties(ties) == "exact"
+    if check_ties(ties) == "random":
+        if generator is None:
+            raise ValueError("ties='random' needs a seeded torch.Generator (generator=...)")
+        with torch.no_grad():
+            return _shuffle_ties(x.detach(), topk_mask(x, fraction, "exact"), topk_count(fraction, x.shape[2] * x.shape[3]), generator)
+    exact = ties == "exact"
     n, c, h, w = x.shape
     k = topk_count(fraction, h * w)
     with torch.no_grad():
@@ -171,6 +185,66 @@ def topk_mask(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
                 mask = mask.contiguous(memory_format=torch.channels_last)
             return mask
         return _torch_mask(x, k, exact)
+
+
+def _tie_rows(x: Tensor, exact_mask: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per row (sample x channel): ``|x|``, the K-th largest, which entries tie with it, how many of
+    those the K entries need, and the indices of the rows whose choice among ties is arbitrary."""
+    n, c, h, w = x.shape
+    magnitude = x.abs().reshape(n * c, h * w)
+    threshold = magnitude.masked_fill(~exact_mask.reshape(n * c, h * w), float("inf")).amin(dim=1, keepdim=True)
+    tied = magnitude == threshold
+    need = k - (magnitude > threshold).sum(dim=1, keepdim=True)
+    rows = (tied.sum(dim=1, keepdim=True) > need).squeeze(1).nonzero().squeeze(1)
+    return magnitude, threshold, tied, need, rows
+
+
+def tie_counts(x: Tensor, fraction: float) -> dict[str, int]:
+    """How much of an exactly-K selection of ``x`` is decided by tie order.
+
+    ``channels``: sample-channel rows; ``channels_with_ties``: rows with more entries tied at the
+    K-th largest ``|x|`` than the K entries can take (so which are kept depends on the tie rule);
+    ``kept``: entries kept (rows x K); ``kept_by_tie_order``: of those, the ones chosen among ties.
+    """
+    _check_input(x)
+    n, c, h, w = x.shape
+    k = topk_count(check_fraction(fraction), h * w)
+    counts = {"channels": n * c, "channels_with_ties": 0, "kept": n * c * min(k, h * w), "kept_by_tie_order": 0}
+    if k >= h * w:
+        return counts
+    with torch.no_grad():
+        x = x.detach()
+        _, _, _, need, rows = _tie_rows(x, topk_mask(x, fraction, "exact"), k)
+        counts["channels_with_ties"] = int(rows.numel())
+        counts["kept_by_tie_order"] = int(need[rows].sum()) if rows.numel() else 0
+    return counts
+
+
+def _shuffle_ties(x: Tensor, exact_mask: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """``exact_mask`` with each row's share of tied entries redrawn uniformly among all of them.
+
+    In a row, every entry above the K-th largest ``|x|`` is kept; of the entries equal to it,
+    ``need`` (K minus those above) are kept: those with the ``need`` smallest of i.i.d. uniform keys,
+    a uniformly random subset. Keys are drawn on the CPU only for rows with more tied entries than
+    ``need`` (other rows are already exact), so the draws do not depend on the device.
+    """
+    n, c, h, w = x.shape
+    if k >= h * w:
+        return exact_mask
+    magnitude, threshold, tied, need, rows = _tie_rows(x, exact_mask, k)
+    if rows.numel() == 0:
+        return exact_mask
+    mask = exact_mask.reshape(n * c, h * w)
+    keys = torch.rand((rows.numel(), h * w), generator=generator).to(x.device)
+    keys = keys.masked_fill(~tied[rows], 2.0)  # untied entries sort last
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    redrawn = (magnitude[rows] > threshold[rows]) | (tied[rows] & (rank < need[rows]))
+    mask = mask.clone()
+    mask[rows] = redrawn
+    out = mask.view(n, c, h, w)
+    if not exact_mask.is_contiguous() and exact_mask.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def _torch_mask(x: Tensor, k: int, exact: bool) -> Tensor:
@@ -384,12 +458,13 @@ class _MaskedMean(torch.autograd.Function):
         return torch.where(mask, mean_grad, zero), None
 
 
-def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk", ties: Ties = "keep") -> Tensor:
+def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk", ties: Ties = "keep",
+                 generator: torch.Generator | None = None) -> Tensor:
     """Eq. 1 (``keep="topk"``) or its complement (``keep="non_topk"``).
 
     ``non_topk`` keeps every entry outside the Top-K set: the paper's "revert"
     ablation. ``fraction == 1.0`` with ``keep="topk"`` returns ``x`` unchanged.
-    ``ties`` is the tie rule of :func:`topk_mask`.
+    ``ties`` (and ``generator`` for ``"random"``) as in :func:`topk_mask`.
     """
     _check_input(x)
     _check_keep(keep)
@@ -399,43 +474,52 @@ def spatial_topk(x: Tensor, fraction: float, keep: Keep = "topk", ties: Ties = "
         return x
     k = topk_count(fraction, x.shape[2] * x.shape[3])
     fused = x.device.type == "cpu" and x.dtype in _NATIVE and x.is_contiguous() and not torch.compiler.is_compiling()
-    if fused and k < x.shape[2] * x.shape[3]:  # K >= H*W selects nothing: topk_mask answers it
+    if fused and ties != "random" and k < x.shape[2] * x.shape[3]:  # K >= H*W selects nothing: topk_mask answers it
         return _SelectedCopy.apply(x, k, ties == "exact", keep == "non_topk")
-    return _keep_masked(x, topk_mask(x, fraction, ties), keep)
+    return _keep_masked(x, topk_mask(x, fraction, ties, generator), keep)
 
 
 def _keep_masked(x: Tensor, mask: Tensor, keep: Keep) -> Tensor:
     return _MaskedIdentity.apply(x, ~mask if keep == "non_topk" else mask)
 
 
-def spatial_topk_mean_replace(x: Tensor, fraction: float, ties: Ties = "keep") -> Tensor:
+def spatial_topk_mean_replace(x: Tensor, fraction: float, ties: Ties = "keep", generator: torch.Generator | None = None) -> Tensor:
     """Eq. 2: Top-K positions carry their channel's mean Top-K value, others 0."""
     _check_input(x)
-    return _MaskedMean.apply(x, topk_mask(x, fraction, ties))
+    return _MaskedMean.apply(x, topk_mask(x, fraction, ties, generator))
 
 
 class TopK(nn.Module):
     """Spatial Top-K layer (Eq. 1), or its complement with ``keep="non_topk"``.
 
-    ``ties`` is ``"keep"`` (every entry tied at the threshold) or ``"exact"`` (exactly
-    K, lowest spatial index first among ties; the paper code's count). Set
-    ``record_mask = True`` to keep the last boolean mask in ``last_mask`` (the
-    mask-dynamics figures read it); off by default to hold no memory.
+    ``ties`` is ``"keep"`` (every entry tied at the threshold), ``"exact"`` (exactly
+    K, lowest spatial index first among ties; the paper code's count) or ``"random"``
+    (exactly K, ties drawn from the layer's generator: seeded by ``tie_seed``, it
+    advances with every call, so a fixed sequence of inputs gives a fixed sequence of
+    masks; :meth:`reseed` starts it over). Set ``record_mask = True`` to keep the last
+    boolean mask in ``last_mask`` (the mask-dynamics figures read it); off by default
+    to hold no memory.
     """
 
-    def __init__(self, fraction: float, keep: Keep = "topk", ties: Ties = "keep") -> None:
+    def __init__(self, fraction: float, keep: Keep = "topk", ties: Ties = "keep", tie_seed: int = 0) -> None:
         super().__init__()
         _check_keep(keep)
         self.fraction = check_fraction(fraction)
         self.keep: Keep = keep
         self.ties: Ties = check_ties(ties)
+        self.tie_generator = torch.Generator().manual_seed(tie_seed) if ties == "random" else None
         self.record_mask = False
         self.last_mask: Tensor | None = None
 
+    def reseed(self, tie_seed: int) -> None:
+        """Start the tie draws over from ``tie_seed`` (``ties="random"`` only; others have none)."""
+        if self.tie_generator is not None:
+            self.tie_generator.manual_seed(tie_seed)
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.record_mask:
-            return spatial_topk(x, self.fraction, self.keep, self.ties)
-        self.last_mask = topk_mask(x, self.fraction, self.ties)
+            return spatial_topk(x, self.fraction, self.keep, self.ties, self.tie_generator)
+        self.last_mask = topk_mask(x, self.fraction, self.ties, self.tie_generator)
         if self.fraction == 1.0 and self.keep == "topk":
             return x  # the identity, as spatial_topk
         return _keep_masked(x, self.last_mask, self.keep)
@@ -447,17 +531,23 @@ class TopK(nn.Module):
 class TopKMeanReplace(nn.Module):
     """Top-K with mean replacement (Eq. 2): keeps where, not how much."""
 
-    def __init__(self, fraction: float, ties: Ties = "keep") -> None:
+    def __init__(self, fraction: float, ties: Ties = "keep", tie_seed: int = 0) -> None:
         super().__init__()
         self.fraction = check_fraction(fraction)
         self.ties: Ties = check_ties(ties)
+        self.tie_generator = torch.Generator().manual_seed(tie_seed) if ties == "random" else None
         self.record_mask = False
         self.last_mask: Tensor | None = None
 
+    def reseed(self, tie_seed: int) -> None:
+        """Start the tie draws over from ``tie_seed`` (``ties="random"`` only)."""
+        if self.tie_generator is not None:
+            self.tie_generator.manual_seed(tie_seed)
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.record_mask:
-            return spatial_topk_mean_replace(x, self.fraction, self.ties)
-        self.last_mask = topk_mask(x, self.fraction, self.ties)
+            return spatial_topk_mean_replace(x, self.fraction, self.ties, self.tie_generator)
+        self.last_mask = topk_mask(x, self.fraction, self.ties, self.tie_generator)
         return _MaskedMean.apply(x, self.last_mask)
 
     def extra_repr(self) -> str:

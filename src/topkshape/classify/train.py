@@ -162,8 +162,12 @@ def train_classifier(
     mask_channels: tuple[int, ...] = (0, 1, 2, 3),
     provenance: dict[str, Any] | None = None,
     diagnostic_dirs: dict[str, str | Path] | None = None,
+    cache_images: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, write ``model.pt``, ``metrics.csv``, ``summary.json``.
+
+    ``cache_images``: keep decoded training images and transformed evaluation images in memory
+    (same results; for small generated sets, see :class:`LabelledImageFolder`).
 
     ``diagnostic_dirs`` (name -> ImageFolder, e.g. ``shape_only``): more validation sets, scored
     every epoch as ``<name>_acc`` (which cue the network has learned, one at a time).
@@ -189,15 +193,18 @@ def train_classifier(
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    train_set = LabelledImageFolder(train_dir, sorted(p.name for p in train_dir.iterdir() if p.is_dir()), train_transform(settings.image_size, settings.crop_scale))
+    train_cache, eval_cache = ("decoded", "transformed") if cache_images else (None, None)
+    train_set = LabelledImageFolder(train_dir, sorted(p.name for p in train_dir.iterdir() if p.is_dir()),
+                                    train_transform(settings.image_size, settings.crop_scale), cache=train_cache)
     classes = train_set.classes
-    clean_set = LabelledImageFolder(clean_dir, classes, eval_transform(settings.image_size))
-    stylized_set = LabelledImageFolder(stylized_dir, classes, eval_transform(settings.image_size))
+    clean_set = LabelledImageFolder(clean_dir, classes, eval_transform(settings.image_size), cache=eval_cache)
+    stylized_set = LabelledImageFolder(stylized_dir, classes, eval_transform(settings.image_size), cache=eval_cache)
     textures = texture_targets(stylized_set, stylized_dir / "styles.csv") if (stylized_dir / "styles.csv").is_file() else None
     diagnostic_dirs = {name: Path(folder) for name, folder in (diagnostic_dirs or {}).items()}
     for name, folder in diagnostic_dirs.items():
         _check_dir(folder, f"{name} validation images")
-    diagnostic_data = {name: LabelledImageFolder(folder, classes, eval_transform(settings.image_size)) for name, folder in diagnostic_dirs.items()}
+    diagnostic_data = {name: LabelledImageFolder(folder, classes, eval_transform(settings.image_size), cache=eval_cache)
+                       for name, folder in diagnostic_dirs.items()}
 
     seed_everything(settings.seed)
     model = build_classifier(settings, len(classes)).to(dev)

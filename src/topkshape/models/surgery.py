@@ -22,13 +22,14 @@ Mode = Literal["topk", "non_topk", "mean_replace"]
 MODES: tuple[str, ...] = ("topk", "non_topk", "mean_replace")
 
 
-def make_topk_layer(fraction: float, mode: Mode = "topk", ties: Ties = "keep") -> nn.Module:
-    """The Top-K layer for ``mode``: Eq. 1, its complement, or Eq. 2, with tie rule ``ties``."""
+def make_topk_layer(fraction: float, mode: Mode = "topk", ties: Ties = "keep", tie_seed: int = 0) -> nn.Module:
+    """The Top-K layer for ``mode``: Eq. 1, its complement, or Eq. 2, with tie rule ``ties``
+    (``tie_seed``: the seed of its tie draws under ``ties="random"``)."""
     check_ties(ties)
     if mode == "mean_replace":
-        return TopKMeanReplace(fraction, ties=ties)
+        return TopKMeanReplace(fraction, ties=ties, tie_seed=tie_seed)
     if mode in ("topk", "non_topk"):
-        return TopK(fraction, keep=mode, ties=ties)
+        return TopK(fraction, keep=mode, ties=ties, tie_seed=tie_seed)
     raise ValueError(f"Top-K mode must be one of {MODES}, got {mode!r}")
 
 
@@ -56,13 +57,15 @@ def insert_topk(
     fraction: float | None = None,
     mode: Mode = "topk",
     ties: Ties = "keep",
+    tie_seed: int = 0,
 ) -> nn.Module:
     """Put a Top-K layer after each named submodule; returns ``model`` (modified in place).
 
     ``spec`` is ``{"layer2": 0.2}`` or ``["features.2", "features.5"]`` with
     ``fraction=``. Names are those of ``model.named_modules()``; an unknown name
-    raises ValueError listing the valid ones nearby. ``ties`` (``"keep"`` or
-    ``"exact"``, see :mod:`topkshape.ops`) goes to every inserted layer.
+    raises ValueError listing the valid ones nearby. ``ties`` (``"keep"``, ``"exact"``
+    or ``"random"``, see :mod:`topkshape.ops`) goes to every inserted layer; under
+    ``"random"`` the i-th layer in ``spec`` order draws its ties from ``tie_seed + i``.
     """
     check_ties(ties)
     targets = _resolve_spec(spec, fraction)
@@ -72,8 +75,8 @@ def insert_topk(
             known = ", ".join(n for n in list(modules)[1:40])
             raise ValueError(f"no submodule named {name!r} in {type(model).__name__} (some names: {known})")
     # Work from the last target backwards so earlier insertions do not move later ones.
-    for name, frac in reversed(list(targets.items())):
-        layer = make_topk_layer(frac, mode, ties)
+    for index, (name, frac) in reversed(list(enumerate(targets.items()))):
+        layer = make_topk_layer(frac, mode, ties, tie_seed + index)
         parent_name, child = _split(name)
         parent = model.get_submodule(parent_name) if parent_name else model
         target = parent.get_submodule(child)

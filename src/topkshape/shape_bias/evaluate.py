@@ -233,7 +233,8 @@ def paper_topk_positions(arch: str) -> tuple[str, ...]:
 
 
 def with_inference_topk(
-    plain: nn.Module, positions: Sequence[str], fraction: float | None, mode: str = "topk", *, ties: str | None = None
+    plain: nn.Module, positions: Sequence[str], fraction: float | None, mode: str = "topk", *, ties: str | None = None,
+    tie_seed: int = 0,
 ) -> nn.Module:
     """A copy of ``plain`` with Top-K after each of ``positions`` (``fraction=None``: ``plain`` itself).
 
@@ -245,7 +246,7 @@ def with_inference_topk(
         return plain
     model = copy.deepcopy(plain)
     extra = {} if ties is None else {"ties": ties}
-    return insert_topk(model, list(positions), fraction=fraction, mode=mode, **extra)  # type: ignore[arg-type]
+    return insert_topk(model, list(positions), fraction=fraction, mode=mode, tie_seed=tie_seed, **extra)  # type: ignore[arg-type]
 
 
 def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -307,7 +308,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="DEFAULT", help="PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random)")
     parser.add_argument("--fraction", type=float, help="Top-K fraction K at every position; omit for the plain model")
     parser.add_argument("--mode", default="topk", choices=("topk", "non_topk", "mean_replace"), help="keep the Top-K set, its complement, or Eq. 2")
-    parser.add_argument("--ties", default="keep", choices=("keep", "exact"), help="keep every entry tied at the threshold, or exactly K (the paper code's torch.topk)")
+    parser.add_argument("--ties", default="keep", choices=("keep", "exact", "random"),
+                        help="keep every entry tied at the threshold, exactly K (the paper code's torch.topk), or exactly K with ties drawn at random")
+    parser.add_argument("--tie-seed", type=int, default=0, help="--ties random: the seed of the first Top-K position's draws")
     parser.add_argument("--positions", help="comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18)")
     parser.add_argument("--images", required=True, type=Path, help="cue-conflict folder: <category>/<image>.png")
     parser.add_argument("--out", required=True, type=Path, help="raw CSV to write")
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         model = torchvision_classifier(args.arch, args.weights)
         if args.fraction is not None:
             try:
-                model = with_inference_topk(model, positions, args.fraction, args.mode, ties=args.ties)
+                model = with_inference_topk(model, positions, args.fraction, args.mode, ties=args.ties, tie_seed=args.tie_seed)
             except ValueError as err:  # a bad fraction or module name
                 raise ConfigError(str(err)) from None
         subject = args.subject or (args.arch if args.fraction is None else f"{args.arch}-{setting_tag(args.fraction, args.mode)}")

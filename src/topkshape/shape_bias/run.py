@@ -64,6 +64,7 @@ def run_cue_conflict_sweep(
     image_size: int = 224,
     batch_size: int = 32,
     ties: str | None = None,
+    tie_seed: int = 0,
     checkpoint: str | Path | None = None,
     threads: int = 1,
     device: str | torch.device | None = None,
@@ -73,6 +74,9 @@ def run_cue_conflict_sweep(
 
     ``weights``: a torchvision weights name, a state-dict file, or None (random).
     ``images_per_class``: evaluate only that many stimuli of each category (None: all).
+    ``tie_seed``: with ``ties="random"``, the seed of the first Top-K position's tie draws (the
+    i-th draws from ``tie_seed + i``), the same for every setting, so a setting's decisions do not
+    depend on which settings ran before it.
 
     Returns, per tag, the Top-K layers the evaluated model actually ran (name ->
     kind, fraction, mode, ties); the same goes to the log.
@@ -94,7 +98,7 @@ def run_cue_conflict_sweep(
     for tag, out in zip(tags, outputs):
         began = time.perf_counter()
         fraction, mode = tag_setting(tag)
-        model = with_inference_topk(plain, positions, fraction, mode, ties=ties)
+        model = with_inference_topk(plain, positions, fraction, mode, ties=ties, tie_seed=tie_seed)
         applied[tag] = topk_summary(model)
         responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=dev, desc=f"{model_name}-{tag}")
         with atomic_file(out) as tmp:
