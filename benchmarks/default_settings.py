@@ -97,7 +97,9 @@ def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
                 started, cpu_started = time.perf_counter(), time.process_time()
                 with perturbed_floats(args.perturb):
                     summary = train_classifier(data / "train", data / "val", data.parent / f"{data.name}-stylized", out, settings,
-                                               threads=args.threads, progress=False, diagnostic_dirs=diagnostic_sets(data))
+                                               threads=args.threads, progress=False, diagnostic_dirs=diagnostic_sets(data),
+                                               cache_images=train.get("cache_images", False),  # as the train rule: same results
+                                               eval_every=train.get("eval_every", 1))
                 seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
                 metrics = pd.read_csv(out / "metrics.csv")
                 row = {"subset": subset, "variant": variant, "seed": seed, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),

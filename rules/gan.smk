@@ -14,6 +14,9 @@ GAN_FID_DURING_TRAINING = GAN["rollback"]["enabled"]
 
 
 rule gan_train:
+    # The longest jobs start first (Snakemake's priority): the run then ends on short jobs, not on a
+    # lone long one with a core idle.
+    priority: 10
     input:
         unpack(gan_train_inputs),
     output:

@@ -7,6 +7,9 @@ GAN_MASK_SET = FEWSHOT[0] if FEWSHOT else "none"
 
 
 rule texture_synthesis:
+    # The longest jobs start first (Snakemake's priority): the run then ends on short jobs, not on a
+    # lone long one with a core idle.
+    priority: 10
     input:
         unpack(texture_inputs),
     output:

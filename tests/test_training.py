@@ -74,6 +74,27 @@ def test_cached_images_give_the_same_metrics_and_weights_without_decoding_twice(
     assert len(opened) == len(set(opened)) == 3 * (40 + 6 + 6)
 
 
+def test_eval_every_scores_the_stylized_and_diagnostic_sets_every_nth_and_the_last_epoch_only(tmp_path):
+    from topkshape.classify.train import diagnostic_sets
+
+    write_shape_subset(tmp_path / "S", CLASSES, image_size=32, train_per_class=8, val_per_class=2, diagnostic_per_class=2, progress=False)
+    write_cue_conflict_set(tmp_path / "S-stylized", CLASSES, image_size=32, per_class=2, progress=False)
+    settings = TrainSettings(arch="resnet18_cifar", variant="baseline", epochs=5, batch_size=4, image_size=32, width=4, seed=2)
+    runs = {}
+    for every in (1, 2):
+        summary = train_classifier(tmp_path / "S" / "train", tmp_path / "S" / "val", tmp_path / "S-stylized", tmp_path / f"every{every}",
+                                   settings, threads=1, progress=False, diagnostic_dirs=diagnostic_sets(tmp_path / "S"), eval_every=every)
+        runs[every] = (pd.read_csv(tmp_path / f"every{every}" / "metrics.csv").drop(columns=["images_per_s"]), summary)
+    full, sparse = runs[1][0], runs[2][0]
+    scored = [1, 3, 4]  # epochs 2 and 4 (1-based) and the last
+    for column in ("stylized_acc", "shape_bias", "shape_only_acc", "texture_only_acc"):
+        assert sparse[column].notna().tolist() == [e in scored for e in range(5)], column
+        pd.testing.assert_series_equal(sparse[column].iloc[scored], full[column].iloc[scored])
+    pd.testing.assert_frame_equal(sparse[["train_loss", "train_acc", "clean_acc"]], full[["train_loss", "train_acc", "clean_acc"]])
+    assert runs[2][1]["final_epoch"]["stylized_acc"] == runs[1][1]["final_epoch"]["stylized_acc"]
+    assert runs[2][1]["best_epoch"]["stylized_epoch"] in scored
+
+
 def test_a_bad_cache_mode_is_refused():
     from topkshape.classify.data import LabelledImageFolder
 

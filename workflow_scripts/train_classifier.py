@@ -22,4 +22,5 @@ with rule_logging(sm.log[0], "train", gpus=sm.resources.get("gpu", 0)):
         provenance={"train": sm.params.train, "mask_dynamics": sm.params.mask_dynamics, "wildcards": dict(sm.wildcards.items())},
         diagnostic_dirs=diagnostic_sets(subset),
         cache_images=sm.params.train["cache_images"],
+        eval_every=sm.params.train["eval_every"],
     )
