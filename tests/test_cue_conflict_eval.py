@@ -142,6 +142,23 @@ def test_random_ties_give_the_same_decisions_for_a_tie_seed_and_not_for_every_se
     assert any(not first.equals(decisions(seed, f"s{seed}")) for seed in (1, 2, 3))
 
 
+def test_sweep_logs_how_much_tie_order_decides_at_each_position(stimuli_dir, tmp_path, caplog):
+    import logging
+
+    from topkshape.shape_bias.run import run_cue_conflict_sweep
+
+    torch.manual_seed(0)
+    with caplog.at_level(logging.INFO, logger="topkshape.shape_bias.run"):
+        run_cue_conflict_sweep("alexnet", ["none", "topk5"], stimuli_dir, [tmp_path / "a.csv", tmp_path / "b.csv"],
+                               weights=None, batch_size=16, ties="exact", device="cpu")
+    lines = [r.getMessage() for r in caplog.records if "ties under an exactly-K rule" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("alexnet-topk5")  # none has no Top-K layer
+    # AlexNet's overlapping max-pool before features.12 copies values: ties at K = 1 of 6x6 there.
+    share = float(lines[0].split("features.12_topk: ")[1].split("%")[0])
+    assert share > 0
+    assert all(f"features.{i}_topk:" in lines[0] for i in (2, 5, 7, 9, 12))
+
+
 def test_sweep_leaves_the_loaded_model_without_topk_between_settings(stimuli_dir, tmp_path):
     from topkshape.models import topk_layers
     from topkshape.shape_bias.evaluate import with_inference_topk

@@ -100,7 +100,8 @@ def test_fraction_errors_say_what_is_wrong_and_name_the_value():
 def test_ties_error_lists_the_rules():
     with pytest.raises(ConfigError) as info:
         ops.check_ties("first")
-    assert str(info.value) == "Top-K ties must be one of keep, exact (keep every tied entry, or exactly K), got 'first'"
+    assert str(info.value) == ("Top-K ties must be one of keep, exact, random (keep every tied entry, exactly K in index order, "
+                               "or exactly K choosing among ties at random), got 'first'")
 
 
 def test_input_error_names_the_shape_or_the_type():

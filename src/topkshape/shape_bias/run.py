@@ -30,6 +30,37 @@ from topkshape.shape_bias.tags import TRAINED_PREFIX, tag_setting
 logger = logging.getLogger(__name__)
 
 
+class TieCounter:
+    """Counts, at each Top-K layer of a model, how much of an exactly-K selection tie order decides
+    (:func:`topkshape.ops.tie_counts` on every input the layer sees), summed over the calls."""
+
+    def __init__(self, model: nn.Module) -> None:
+        from topkshape.models import topk_layers
+        from topkshape.ops import tie_counts
+
+        self.counts: dict[str, dict[str, int]] = {}
+        self._handles = []
+        for name, layer in topk_layers(model).items():
+            def hook(module: nn.Module, inputs: tuple, output: Any, name: str = name) -> None:
+                found = tie_counts(inputs[0], module.fraction)
+                total = self.counts.setdefault(name, dict.fromkeys(found, 0))
+                for key, value in found.items():
+                    total[key] += value
+            self._handles.append(layer.register_forward_hook(hook))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def describe(self) -> str:
+        """One phrase per layer: the share of channels with a tie, and of kept entries chosen among ties."""
+        return "; ".join(
+            f"{name}: {c['channels_with_ties'] / max(c['channels'], 1):.1%} of channels tie at the threshold, "
+            f"{c['kept_by_tie_order'] / max(c['kept'], 1):.1%} of kept entries chosen by tie order"
+            for name, c in self.counts.items()
+        ) or "no Top-K layer"
+
+
 def load_plain_model(
     model_name: str, *, weights: str | None = None, image_size: int = 224, checkpoint: str | Path | None = None
 ) -> tuple[nn.Module, str, list[str] | None, int]:
@@ -100,9 +131,13 @@ def run_cue_conflict_sweep(
         fraction, mode = tag_setting(tag)
         model = with_inference_topk(plain, positions, fraction, mode, ties=ties, tie_seed=tie_seed)
         applied[tag] = topk_summary(model)
+        ties_seen = TieCounter(model)
         responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=dev, desc=f"{model_name}-{tag}")
+        ties_seen.remove()
         with atomic_file(out) as tmp:
             raw_decisions(stimuli, responses, f"{model_name}-{tag}").to_csv(tmp, index=False)
         layers = ", ".join(f"{name} ({s['mode']} {s['fraction']:g}, ties {s['ties']})" for name, s in applied[tag].items()) or "none"
         logger.info("%s-%s: Top-K layers: %s; %.1f s -> %s", model_name, tag, layers, time.perf_counter() - began, out)
+        if applied[tag]:
+            logger.info("%s-%s: ties under an exactly-K rule: %s", model_name, tag, ties_seen.describe())
     return applied
