@@ -485,7 +485,7 @@ def test_command_line_help_documents_every_option(capsys):
     text = help_text(evaluate.main, capsys)
     assert text == (
         "usage: python -m topkshape.shape_bias.evaluate [-h] --arch ARCH [--weights WEIGHTS] [--fraction FRACTION] "
-        "[--mode {topk,non_topk,mean_replace}] [--ties {keep,exact}] [--positions POSITIONS] --images IMAGES --out OUT "
+        "[--mode {topk,non_topk,mean_replace}] [--ties {keep,exact,random}] [--tie-seed TIE_SEED] [--positions POSITIONS] --images IMAGES --out OUT "
         "[--subject SUBJECT] [--image-size IMAGE_SIZE] [--batch-size BATCH_SIZE] [--threads THREADS] [--device DEVICE] "
         "Decisions of a torchvision classifier on cue-conflict stimuli, with or without Top-K, as a model-vs-human raw CSV. "
         "options: -h, --help show this help message and exit "
@@ -493,7 +493,9 @@ def test_command_line_help_documents_every_option(capsys):
         "--weights WEIGHTS PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random) "
         "--fraction FRACTION Top-K fraction K at every position; omit for the plain model "
         "--mode {topk,non_topk,mean_replace} keep the Top-K set, its complement, or Eq. 2 "
-        "--ties {keep,exact} keep every entry tied at the threshold, or exactly K (the paper code's torch.topk) "
+        "--ties {keep,exact,random} keep every entry tied at the threshold, exactly K (the paper code's torch.topk), "
+        "or exactly K with ties drawn at random "
+        "--tie-seed TIE_SEED --ties random: the seed of the first Top-K position's draws "
         "--positions POSITIONS comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18) "
         "--images IMAGES cue-conflict folder: <category>/<image>.png "
         "--out OUT raw CSV to write "
