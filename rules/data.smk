@@ -37,6 +37,9 @@ rule subset:
 
 
 rule fewshot:
+    # Ahead of the long jobs that need it (gan_train, texture_synthesis): Snakemake does not pass a
+    # job's priority on to the jobs it waits for.
+    priority: 10
     input:
         unpack(fewshot_inputs),
     output:
