@@ -209,7 +209,7 @@ def tie_counts(x: Tensor, fraction: float) -> dict[str, int]:
     _check_input(x)
     n, c, h, w = x.shape
     k = topk_count(check_fraction(fraction), h * w)
-    counts = {"channels": n * c, "channels_with_ties": 0, "kept": n * c * min(k, h * w), "kept_by_tie_order": 0}
+    counts = {"channels": n * c, "channels_with_ties": 0, "kept": n * c * k, "kept_by_tie_order": 0}  # K <= H*W
     if k >= h * w:
         return counts
     with torch.no_grad():

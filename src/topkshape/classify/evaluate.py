@@ -23,6 +23,10 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtyp
     return torch.cat(predictions), torch.cat(targets)
 
 
+CUE_CONFLICT_SCORES = ("shape_rate", "texture_rate", "shape_bias")
+"""The keys of :func:`cue_conflict_scores`."""
+
+
 def cue_conflict_scores(predictions: torch.Tensor, shape_labels: torch.Tensor, texture_labels: torch.Tensor) -> dict[str, float]:
     """Shape/texture decision rates and shape bias (Geirhos et al.; model-vs-human's definition).
 
@@ -35,4 +39,4 @@ def cue_conflict_scores(predictions: torch.Tensor, shape_labels: torch.Tensor, t
     shape = float((p == s).sum()) / n
     texture = float((p == t).sum()) / n
     bias = shape / (shape + texture) if shape + texture > 0 else float("nan")
-    return {"shape_rate": shape, "texture_rate": texture, "shape_bias": bias}
+    return dict(zip(CUE_CONFLICT_SCORES, (shape, texture, bias)))

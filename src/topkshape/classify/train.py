@@ -44,7 +44,7 @@ from topkshape.classify.data import (
     texture_targets,
     train_transform,
 )
-from topkshape.classify.evaluate import cue_conflict_scores, predict
+from topkshape.classify.evaluate import CUE_CONFLICT_SCORES, cue_conflict_scores, predict
 from topkshape.data.synthetic import SHAPE_ONLY, TEXTURE_ONLY
 from topkshape.errors import ConfigError, InputDataError
 from topkshape.mask_recording import MaskRecorder
@@ -289,8 +289,11 @@ def train_classifier(
         scored = (epoch + 1) % eval_every == 0 or epoch + 1 == settings.epochs
         row.update(_evaluate(model, clean_loader, stylized_loader if scored else None, textures, dev, amp_dtype))
         for name, diagnostic_loader in diagnostic_loaders.items():
-            pred, target = predict(model, diagnostic_loader, dev, amp_dtype) if scored else (None, None)
-            row[f"{name}_acc"] = float((pred == target).float().mean()) if scored else math.nan
+            if scored:
+                pred, target = predict(model, diagnostic_loader, dev, amp_dtype)
+                row[f"{name}_acc"] = float((pred == target).float().mean())
+            else:
+                row[f"{name}_acc"] = math.nan
         # Plain ints and floats: checkpoints are read back with the weights-only loader.
         rows.append({key: value if isinstance(value, int) else float(value) for key, value in row.items()})
         if recorder is not None:
@@ -334,7 +337,7 @@ def _evaluate(model, clean_loader, stylized_loader, textures, dev, amp_dtype) ->
     if stylized_loader is None:
         result["stylized_acc"] = math.nan
         if textures is not None:
-            result.update(dict.fromkeys(("shape_rate", "texture_rate", "shape_bias"), math.nan))
+            result.update(dict.fromkeys(CUE_CONFLICT_SCORES, math.nan))
         return result
     pred, target = predict(model, stylized_loader, dev, amp_dtype)
     result["stylized_acc"] = float((pred == target).float().mean())
