@@ -45,8 +45,8 @@ class LabelledImageFolder(datasets.ImageFolder):
     ``cache``: ``"decoded"`` keeps each image after its first decode (random training transforms
     still run per access); ``"transformed"`` keeps each transformed sample (deterministic evaluation
     transforms only). Either gives the same tensors as no cache, without decoding every epoch again:
-    for small generated sets that fit in memory (a third of a default training run went to PNG
-    decoding), never for ImageNet subsets.
+    for small generated sets that fit in memory (PNG decoding is a large share of a default training
+    run), never for ImageNet subsets.
     """
 
     def __init__(self, root: str | Path, classes: list[str], transform=None, cache: str | None = None) -> None:
