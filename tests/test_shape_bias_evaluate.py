@@ -541,12 +541,17 @@ def test_sweep_writes_one_raw_file_per_setting_equal_to_the_model_built_with_tha
         rows = pd.read_csv(out)
         assert rows["subj"].tolist() == [f"resnet18-{tag}"] * 5
         assert rows["object_response"].tolist() == _reference_decisions(model, root, 16), tag
-    assert caplog.messages[0].startswith("resnet18 (resnet18): 5 stimuli decoded once at 16 px (1 resized, the rest fed as they are); loading took ")
-    assert caplog.messages[1].startswith("resnet18-none: Top-K layers: none; ") and caplog.messages[1].endswith(f" s -> {outs[0]}")
-    assert caplog.messages[2].startswith("resnet18-topk50: Top-K layers: layer2.topk (topk 0.5, ties keep); ")
-    assert caplog.messages[3].startswith("resnet18-mean_replace25: Top-K layers: layer2.topk (mean_replace 0.25, ties keep); ")
+    loaded, *settings = [m for m in caplog.messages if "ties under an exactly-K rule" not in m]
+    assert loaded.startswith("resnet18 (resnet18): 5 stimuli decoded once at 16 px (1 resized, the rest fed as they are); loading took ")
+    assert len(settings) == 3
+    assert settings[0].startswith("resnet18-none: Top-K layers: none; ") and settings[0].endswith(f" s -> {outs[0]}")
+    assert settings[1].startswith("resnet18-topk50: Top-K layers: layer2.topk (topk 0.5, ties keep); ")
+    assert settings[2].startswith("resnet18-mean_replace25: Top-K layers: layer2.topk (mean_replace 0.25, ties keep); ")
+    # A tie line follows each setting with Top-K layers, none after the plain model's.
+    ties = [m.split(":")[0] for m in caplog.messages if "ties under an exactly-K rule" in m]
+    assert ties == ["resnet18-topk50", "resnet18-mean_replace25"]
     # The times logged are durations of this run, seconds not clock readings.
-    times = [float(re.search(r"(?:took|;) (\d+\.\d) s", message)[1]) for message in caplog.messages]
+    times = [float(re.search(r"(?:took|;) (\d+\.\d) s", message)[1]) for message in [loaded, *settings]]
     assert all(0 <= t < 300 for t in times)
 
 
