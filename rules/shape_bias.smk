@@ -2,6 +2,8 @@
 
 SB = config["shape_bias"]
 SB_RAW = f"{RESULTS}/shape_bias/raw/cue-conflict_{{model}}-{{tag}}_session-1.csv"
+SB_TIES = f"{RESULTS}/shape_bias/ties/{{model}}.csv"
+SB_TIE_SPREAD = f"{RESULTS}/shape_bias/tie_spread/{{model}}.csv"
 
 
 rule cue_conflict_images:
@@ -63,7 +65,8 @@ rule cue_conflict_eval:
     input:
         unpack(cue_conflict_inputs),
     output:
-        expand(SB_RAW, tag=SB_TAGS, allow_missing=True),
+        raw=expand(SB_RAW, tag=SB_TAGS, allow_missing=True),
+        ties=SB_TIES,
     params:
         tags=SB_TAGS,
         weights=imagenet_only(SB["weights"]),
@@ -87,13 +90,45 @@ rule cue_conflict_eval:
         "../workflow_scripts/eval_cue_conflict.py"
 
 
+# The same Top-K settings under shape_bias.tie_spread_draws random tie orders (exactly K, ties drawn
+# at random): how far tie order alone moves each exactly-K shape bias.
+rule cue_conflict_tie_spread:
+    input:
+        unpack(cue_conflict_inputs),
+    output:
+        SB_TIE_SPREAD,
+    params:
+        tags=SB_TAGS,
+        draws=SB["tie_spread_draws"],
+        weights=imagenet_only(SB["weights"]),
+        image_size=imagenet_only(SB["image_size"]),
+        batch_size=SB["batch_size"],
+        images_per_class=lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else SB["cue_conflict"]["images_per_class"],
+        stimuli_sha256=imagenet_only(SB["cue_conflict"]["sha256"] if SB["cue_conflict"]["source"] == "download" else None),
+        weights_pins=lambda wildcards: weights_pins(f"shape_bias:{wildcards.model}"),
+    log:
+        f"{LOGS}/shape_bias/tie_spread_{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cue_conflict_tie_spread_{{model}}.tsv"
+    threads: SB["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow_scripts/eval_tie_spread.py"
+
+
 rule shape_bias_report:
     input:
         raw=expand(SB_RAW, model=SB["models"], tag=SB_TAGS),
+        ties=expand(SB_TIES, model=SB["models"]),
+        tie_spread=expand(SB_TIE_SPREAD, model=SB["models"]) if SB["tie_spread_draws"] else [],
         humans=[downloaded(human_folder())] if SB["humans"]["source"] == "download" else [],
         references=[downloaded(reference_folder())] if SB["references"]["source"] == "download" else [],
     output:
         csv=report(f"{RESULTS}/tables/shape_bias.csv", caption="../report/shape_bias_table.rst", category="Figures 4-5"),
+        per_class_csv=f"{RESULTS}/tables/shape_bias_per_class.csv",
         md=f"{RESULTS}/tables/shape_bias.md",
         overall_png=report(f"{RESULTS}/figures/shape_bias_overall.png", caption="../report/shape_bias_overall.rst", category="Figures 4-5"),
         overall_pdf=f"{RESULTS}/figures/shape_bias_overall.pdf",

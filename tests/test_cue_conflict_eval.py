@@ -19,6 +19,8 @@ from matplotlib.collections import PathCollection
 from PIL import Image
 from torchvision import transforms
 
+from topkshape.shape_bias.analysis import RAW_COLUMNS
+
 CATEGORIES = ["airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair", "clock", "dog", "elephant",
               "keyboard", "knife", "oven", "truck"]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -266,6 +268,7 @@ def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp
         shape_bias_table,
         table_markdown,
     )
+    from topkshape.shape_bias import class_shape_biases
 
     makers = {
         "m-none": _rows("m-none", ["shape"] * 20 + ["texture"] * 20 + ["other"] * 120),  # bias 0.5, above chance
@@ -287,12 +290,86 @@ def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp
     assert sum("†" in line for line in markdown.splitlines() if line.startswith("| ")) == 2
 
     fig = overall_figure(table)
-    scatters = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    ordered = table.sort_values("shape_bias", ignore_index=True)
+    # Left: model-vs-human's box of per-class values, quartile to quartile, in shape-bias order.
+    boxes = fig.axes[0].patches
+    drawn = np.array([(p.get_x(), p.get_x() + p.get_width(), p.get_y() + 0.3) for p in boxes])
+    expected = np.array([(r["per_class_q1"], r["per_class_q3"], y) for y, r in enumerate(ordered.to_dict("records"))])
+    np.testing.assert_allclose(drawn, expected)
+    for r in table.to_dict("records"):
+        values = np.sort(class_shape_biases(makers[r["decision_maker"]]).dropna().to_numpy())
+        assert (r["per_class_q1"], r["per_class_median"], r["per_class_q3"]) == pytest.approx(tuple(np.percentile(values, [25, 50, 75])))
+    # Right: the pooled values with their CIs.
+    scatters = [c for c in fig.axes[1].collections if isinstance(c, PathCollection)]
     hollow = [c for c in scatters if len(c.get_facecolor()) == 0]
     filled = [c for c in scatters if len(c.get_facecolor()) > 0]
-    ordered = table.sort_values("shape_bias", ignore_index=True)
     assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2
     assert sorted(hollow[0].get_offsets()[:, 1].tolist()) == sorted(ordered.index[ordered["not_above_chance"].astype(bool)].tolist())
     assert sum(len(c.get_offsets()) for c in filled) == 3
-    grey = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "gray"]
+    grey = [t.get_text() for t in fig.axes[1].get_yticklabels() if t.get_color() == "gray"]
     assert sorted(grey) == ["m Top-K 5% (at chance)", "z (at chance)"]
+
+
+def _draws(subject: str, outcomes_per_draw: list[list[str]]) -> pd.DataFrame:
+    """A tie-spread table: the raw rows of ``subject`` under each draw, with its tie seed."""
+    return pd.concat([_rows(subject, outcomes).assign(tie_seed=1000 * draw) for draw, outcomes in enumerate(outcomes_per_draw)],
+                     ignore_index=True)
+
+
+def test_report_gives_tie_counts_and_reads_an_effect_inside_the_tie_spread_as_none(tmp_path):
+    from topkshape.report.shape_bias import overall_figure, shape_bias_table, table_markdown, tie_spread, write_shape_bias_report
+    from topkshape.report.shape_bias_sweep import shape_bias_vs_k_figure
+
+    makers = {
+        "m-none": _rows("m-none", ["shape"] * 20 + ["texture"] * 60),  # 0.25
+        "m-topk10": _rows("m-topk10", ["shape"] * 30 + ["texture"] * 50),  # 0.375: +0.125
+        "m-topk20": _rows("m-topk20", ["shape"] * 60 + ["texture"] * 20),  # 0.75: +0.5
+    }
+    ties = pd.DataFrame([
+        {"subj": "m-topk10", "layer": "a", "channels": 10, "channels_with_ties": 2, "kept": 100, "kept_by_tie_order": 5},
+        {"subj": "m-topk10", "layer": "b", "channels": 30, "channels_with_ties": 0, "kept": 300, "kept_by_tie_order": 3},
+        {"subj": "m-topk20", "layer": "a", "channels": 10, "channels_with_ties": 0, "kept": 200, "kept_by_tie_order": 0},
+    ])
+    spread = pd.concat([
+        _draws("m-topk10", [["shape"] * 16 + ["texture"] * 64, ["shape"] * 34 + ["texture"] * 46]),  # 0.2-0.425: range 0.225
+        _draws("m-topk20", [["shape"] * 58 + ["texture"] * 22, ["shape"] * 62 + ["texture"] * 18]),  # 0.725-0.775: range 0.05
+    ], ignore_index=True)
+    spreads = tie_spread(spread)
+    table = shape_bias_table(makers, samples=50, ties=ties, spreads=spreads).set_index("decision_maker")
+    assert table.loc["m-topk10", "tie_kept_share"] == pytest.approx(8 / 400)
+    assert table.loc["m-topk10", "tie_channel_share"] == pytest.approx(2 / 40)
+    assert table.loc["m-topk10", "ties_per_position"] == "a 5.0%; b 1.0%"
+    assert np.isnan(table.loc["m-none", "tie_kept_share"])
+    assert table.loc["m-topk10", ["tie_draws", "tie_spread_min", "tie_spread_max"]].tolist() == pytest.approx([2, 0.2, 0.425])
+    assert table.loc["m-topk10", "tie_spread_sd"] == pytest.approx(np.std([0.2, 0.425], ddof=1))
+    assert table.loc["m-topk10", "effect_vs_plain"] == pytest.approx(0.125) and table.loc["m-topk20", "effect_vs_plain"] == pytest.approx(0.5)
+    assert table.loc["m-topk10", "within_tie_spread"] and not table.loc["m-topk20", "within_tie_spread"]
+    assert not table.loc["m-none", "within_tie_spread"]
+    markdown = table_markdown(table.reset_index(), "t")
+    row10 = next(line for line in markdown.splitlines() if line.startswith("| m | 10% "))
+    assert "‡" in row10 and "2.0% (5% of channels)" in row10 and "2 random tie orders: 0.200-0.425" in row10
+    assert "‡" not in next(line for line in markdown.splitlines() if line.startswith("| m | 20% "))
+    assert "Within the tie spread of their exactly-K value, no effect: Top-K 10%." in markdown
+
+    out = {key: tmp_path / name for key, name in [("csv", "t.csv"), ("per_class_csv", "pc.csv"), ("md", "t.md"), ("overall_png", "o.png"),
+                                                   ("overall_pdf", "o.pdf"), ("per_class_png", "p.png"), ("per_class_pdf", "p.pdf")]}
+    paths = []
+    for name, frame in makers.items():
+        frame.drop(columns=[c for c in frame if c not in RAW_COLUMNS]).to_csv(tmp_path / f"{name}.csv", index=False)
+        paths.append(tmp_path / f"{name}.csv")
+    ties.to_csv(tmp_path / "ties.csv", index=False)
+    spread.to_csv(tmp_path / "spread.csv", index=False)
+    written = write_shape_bias_report(paths, [], out, title="t", samples=50, tie_csvs=[tmp_path / "ties.csv"],
+                                      spread_csvs=[tmp_path / "spread.csv"], figure5_k={"m": 0.1})
+    assert written.set_index("decision_maker").loc["m-topk10", "within_tie_spread"]
+    per_class = pd.read_csv(out["per_class_csv"])
+    assert set(per_class["decision_maker"]) == set(makers) and len(per_class) == 3 * len(set(makers["m-none"]["category"]))
+    figure = shape_bias_vs_k_figure(written)
+    bars = [c for c in figure.axes[0].collections if type(c).__name__ == "LineCollection" and len(c.get_segments()) == 2
+            and all(s[0][0] == s[1][0] for s in c.get_segments()) and c.get_linewidth()[0] == 1.2]
+    assert len(bars) == 1  # one bar per exactly-K value, just right of it, from the lowest to the highest draw
+    np.testing.assert_allclose([sorted(s[:, 1]) for s in bars[0].get_segments()], [[0.2, 0.425], [0.725, 0.775]])
+    np.testing.assert_allclose([s[0][0] for s in bars[0].get_segments()], [10.6, 20.6])
+    pooled = overall_figure(written).axes[1]
+    ranges = [c for c in pooled.collections if c.get_label() == "range over 2 random tie orders"]
+    np.testing.assert_allclose(sorted(sorted(s[:, 0]) for s in ranges[0].get_segments()), [[0.2, 0.425], [0.725, 0.775]])

@@ -555,6 +555,59 @@ def test_sweep_writes_one_raw_file_per_setting_equal_to_the_model_built_with_tha
     assert all(0 <= t < 300 for t in times)
 
 
+def _layer2_inputs(model: nn.Module, root: Path, size: int) -> torch.Tensor:
+    """What the Top-K after ``layer2`` sees: the plain model's layer2 output on the stimuli."""
+    seen = []
+    handle = model.layer2.register_forward_hook(lambda module, inputs, output: seen.append(output.detach()))
+    _reference_decisions(model, root, size)
+    handle.remove()
+    return torch.cat(seen)
+
+
+def test_sweep_writes_the_tie_counts_of_each_setting_at_each_position(resnet_inputs, tmp_path):
+    from topkshape.models import build_model
+    from topkshape.ops import tie_counts
+    from topkshape.shape_bias.run import TIE_COLUMNS
+
+    root, _, _ = resnet_inputs
+    tags = ["none", "topk50", "non_topk25"]
+    torch.manual_seed(1)
+    run_cue_conflict_sweep("resnet18", tags, root, [tmp_path / f"{t}.csv" for t in tags], image_size=16, batch_size=2,
+                           device="cpu", ties_output=tmp_path / "ties.csv")
+    ties = pd.read_csv(tmp_path / "ties.csv")
+    assert list(ties.columns) == TIE_COLUMNS
+    assert ties["subj"].tolist() == ["resnet18-topk50", "resnet18-non_topk25"] and set(ties["layer"]) == {"layer2.topk"}
+    torch.manual_seed(1)
+    seen = _layer2_inputs(build_model("resnet18", fraction=None, weights=None), root, 16)
+    for row, fraction in zip(ties.to_dict("records"), (0.5, 0.25)):
+        expected = tie_counts(seen, fraction)
+        assert {key: row[key] for key in expected} == expected
+    assert ties["channels"].tolist() == [5 * 128] * 2
+
+
+def test_tie_spread_runs_every_topk_setting_under_each_random_tie_order(resnet_inputs, tmp_path):
+    from topkshape.models import build_model, insert_topk
+    from topkshape.shape_bias.run import TIE_SEED_STRIDE, run_tie_spread
+
+    root, _, _ = resnet_inputs
+    with pytest.raises(ValueError, match=r"^a tie spread needs at least one draw, got 0$"):
+        run_tie_spread("resnet18", ["topk50"], root, tmp_path / "none.csv", 0)
+    torch.manual_seed(1)
+    table = run_tie_spread("resnet18", ["none", "topk50", "mean_replace25"], root, tmp_path / "spread.csv", 2, image_size=16,
+                           batch_size=2, device="cpu")
+    assert TIE_SEED_STRIDE >= 100  # more than a model's Top-K positions: draws never share a seed
+    written = pd.read_csv(tmp_path / "spread.csv")
+    assert len(written) == 2 * 2 * 5 and written["tie_seed"].tolist() == [0] * 10 + [TIE_SEED_STRIDE] * 10
+    assert written["subj"].tolist() == (["resnet18-topk50"] * 5 + ["resnet18-mean_replace25"] * 5) * 2
+    assert written["object_response"].tolist() == table["object_response"].tolist()
+    for (seed, subject), rows in written.groupby(["tie_seed", "subj"]):
+        fraction, mode = (0.5, "topk") if subject.endswith("topk50") else (0.25, "mean_replace")
+        torch.manual_seed(1)
+        model = insert_topk(build_model("resnet18", fraction=None, weights=None), ["layer2"], fraction=fraction, mode=mode,
+                            ties="random", tie_seed=int(seed))
+        assert rows["object_response"].tolist() == _reference_decisions(model, root, 16), (seed, subject)
+
+
 def test_sweep_passes_ties_and_threads_and_refuses_mismatched_outputs(resnet_inputs, tmp_path, monkeypatch):
     root, _, _ = resnet_inputs
     with pytest.raises(ValueError, match=r"^2 tags but 1 output files$"):

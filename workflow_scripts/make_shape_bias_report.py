@@ -13,6 +13,6 @@ with rule_logging(sm.log[0], "shape_bias_report"):
     table = write_shape_bias_report(
         sm.input.raw, humans, sm.output,
         title=f"Cue-conflict shape bias ({p.experiment})", samples=p.bootstrap_samples, alpha=p.chance_alpha,
-        figure5_k=p.figure5_k,
+        figure5_k=p.figure5_k, tie_csvs=sm.input.ties, spread_csvs=sm.input.tie_spread,
     )
     write_shape_bias_sweep(table, p.references, sm.output)

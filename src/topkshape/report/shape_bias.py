@@ -11,6 +11,13 @@ counts and accuracies and a one-sided binomial test of its shape + texture decis
 the cue-conflict trials against chance, 2 / n_classes. Rows not above chance at
 ``alpha`` are flagged (``not_above_chance``), drawn hollow in the figures, and never
 read as an effect in the report's text.
+
+Two statistics of a decision maker's shape bias: the pooled value over all its images with a
+bootstrap CI, and model-vs-human's Figure 4 statistic, the box of its 16 per-class values
+(humans: per class, the mean over observers). Where the sweep counted ties, each row says how
+much of an exactly-K selection tie order decides; where it ran random tie orders (the paper
+config's tie spread), each exactly-K value gets the range of shape biases over those draws, and a
+difference from the plain model inside that range is reported as no effect.
 """
 
 from __future__ import annotations
@@ -22,13 +29,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
+from matplotlib import cbook
 from scipy.stats import binomtest
 
 from topkshape.atomic import atomic_file
 from topkshape.shape_bias.analysis import (
     bootstrap_shape_bias,
+    class_shape_biases,
     read_raw_csv,
     shape_bias,
     shape_bias_per_category,
@@ -86,8 +96,72 @@ def chance_test(frame: pd.DataFrame, *, alpha: float = DEFAULT_ALPHA) -> dict[st
     }
 
 
-def shape_bias_table(makers: dict[str, pd.DataFrame], *, samples: int = 1000, seed: int = 0, alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
-    """One row per decision maker: shape bias with its CI, accuracies, counts and the chance test."""
+def per_class_table(makers: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long table of Figure 4's boxplot values: decision maker, category, per-class shape bias."""
+    parts = [class_shape_biases(frame, mean_over_subjects=name == HUMANS).rename("shape_bias").reset_index().assign(decision_maker=name)
+             for name, frame in makers.items()]
+    columns = ["decision_maker", "category", "shape_bias"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def box_statistics(values: pd.Series) -> dict[str, float]:
+    """Median, quartiles and whisker ends of the per-class values, as matplotlib's boxplot draws
+    them (``cbook.boxplot_stats``, whiskers at 1.5 IQR); classes without a shape bias are left out."""
+    finite = values.dropna().to_numpy(float)
+    if not len(finite):
+        return dict.fromkeys(("per_class_median", "per_class_q1", "per_class_q3", "per_class_whisker_low", "per_class_whisker_high"), np.nan)
+    stats = cbook.boxplot_stats(finite)[0]
+    return {"per_class_median": float(stats["med"]), "per_class_q1": float(stats["q1"]), "per_class_q3": float(stats["q3"]),
+            "per_class_whisker_low": float(stats["whislo"]), "per_class_whisker_high": float(stats["whishi"])}
+
+
+def tie_shares(ties: pd.DataFrame | None) -> dict[str, dict[str, object]]:
+    """Decision maker -> the share of kept entries that an exactly-K rule chooses by tie order
+    (pooled over its Top-K positions), the share of channels with a tie, and the share per position."""
+    if ties is None or ties.empty:
+        return {}
+    shares: dict[str, dict[str, object]] = {}
+    for subject, rows in ties.groupby("subj", sort=False):
+        per_position = "; ".join(f"{r['layer']} {r['kept_by_tie_order'] / max(r['kept'], 1):.1%}" for r in rows.to_dict("records"))
+        shares[str(subject)] = {
+            "tie_kept_share": rows["kept_by_tie_order"].sum() / max(rows["kept"].sum(), 1),
+            "tie_channel_share": rows["channels_with_ties"].sum() / max(rows["channels"].sum(), 1),
+            "ties_per_position": per_position,
+        }
+    return shares
+
+
+def tie_spread(spread: pd.DataFrame | None) -> dict[str, dict[str, object]]:
+    """Decision maker -> its shape bias under each random tie order: draws, min, max, sd, and per
+    category the min and max over draws (Figure 5's bars)."""
+    if spread is None or spread.empty:
+        return {}
+    summary: dict[str, dict[str, object]] = {}
+    for subject, rows in spread.groupby("subj", sort=False):
+        draws = {seed: frame for seed, frame in rows.groupby("tie_seed", sort=True)}
+        biases = np.array([shape_bias(frame)["shape_bias"] for frame in draws.values()], dtype=float)
+        per_class = pd.DataFrame({seed: class_shape_biases(frame) for seed, frame in draws.items()})
+        summary[str(subject)] = {
+            "tie_draws": len(draws),
+            "tie_spread_min": float(np.nanmin(biases)) if np.isfinite(biases).any() else np.nan,
+            "tie_spread_max": float(np.nanmax(biases)) if np.isfinite(biases).any() else np.nan,
+            "tie_spread_sd": float(np.nanstd(biases, ddof=1)) if np.isfinite(biases).sum() > 1 else np.nan,
+            "per_class_low": per_class.min(axis=1),
+            "per_class_high": per_class.max(axis=1),
+        }
+    return summary
+
+
+SPREAD_COLUMNS = ("tie_draws", "tie_spread_min", "tie_spread_max", "tie_spread_sd")
+
+
+def shape_bias_table(makers: dict[str, pd.DataFrame], *, samples: int = 1000, seed: int = 0, alpha: float = DEFAULT_ALPHA,
+                     ties: pd.DataFrame | None = None, spreads: Mapping[str, Mapping[str, object]] | None = None) -> pd.DataFrame:
+    """One row per decision maker: shape bias with its CI, Figure 4's per-class box, accuracies,
+    counts and the chance test; with ``ties`` (the sweep's tie counts) the share of the selection
+    tie order decides, with ``spreads`` (:func:`tie_spread` of random tie orders) the range of shape
+    biases over them and whether the difference from the plain model lies inside it."""
+    shares, spreads = tie_shares(ties), spreads or {}
     rows = []
     for name, frame in makers.items():
         model, _, tag = name.rpartition("-") if name != HUMANS else (HUMANS, "", "none")
@@ -109,10 +183,25 @@ def shape_bias_table(makers: dict[str, pd.DataFrame], *, samples: int = 1000, se
                 "images": len(frame) if name != HUMANS else int(frame["imagename"].nunique()),
                 **chance_test(frame, alpha=alpha),
                 "alpha": alpha,
+                **box_statistics(class_shape_biases(frame, mean_over_subjects=name == HUMANS)),
+                "tie_kept_share": shares.get(name, {}).get("tie_kept_share", np.nan),
+                "tie_channel_share": shares.get(name, {}).get("tie_channel_share", np.nan),
+                "ties_per_position": shares.get(name, {}).get("ties_per_position", ""),
+                **{column: spreads.get(name, {}).get(column, np.nan) for column in SPREAD_COLUMNS},
             }
         )
     table = pd.DataFrame(rows)
+    plain = {r["model"]: r["shape_bias"] for r in rows if pd.isna(r["K_percent"]) and r["model"] != HUMANS}
+    table["effect_vs_plain"] = [r["shape_bias"] - plain.get(r["model"], np.nan) if not pd.isna(r["K_percent"]) else np.nan for r in rows]
+    table["within_tie_spread"] = [within_tie_spread(r["shape_bias"] - plain.get(r["model"], np.nan), r["tie_spread_min"], r["tie_spread_max"])
+                                  if not pd.isna(r["K_percent"]) else False for r in rows]
     return table.sort_values(["model", "mode", "K_percent"], na_position="first", ignore_index=True)
+
+
+def within_tie_spread(effect: float, low: float, high: float) -> bool:
+    """Whether a difference from the plain model is no larger than the range that tie order alone
+    moves the shape bias over (max - min over the random tie draws); False where no spread was drawn."""
+    return bool(np.isfinite([effect, low, high]).all() and abs(effect) <= high - low)
 
 
 def _setting_text(row) -> str:
@@ -151,34 +240,62 @@ def reading(table: pd.DataFrame) -> list[str]:
             overlap = best["ci_low"] <= plain["ci_high"] and plain["ci_low"] <= best["ci_high"]
             verdict = "the 95% CIs overlap: no clear difference" if overlap else "the 95% CIs do not overlap"
             text += f"plain {_bias_text(plain)}; highest above chance: {_setting_text(best)} {_bias_text(best)} ({verdict})."
+            if best["within_tie_spread"]:
+                text += (f" Its difference from plain ({best['effect_vs_plain']:+.3f}) is within what tie order alone moves it "
+                         f"({_spread_text(best)}): not an effect.")
+        tied = [_setting_text(r) for r in valid if r["within_tie_spread"]]
+        if tied:
+            text += f" Within the tie spread of their exactly-K value, no effect: {', '.join(tied)}."
         if dropped:
             text += f" Not above chance, not interpreted: {', '.join(dropped)}."
         lines.append(text)
     return lines
 
 
+def _spread_text(row) -> str:
+    return (f"{int(row['tie_draws'])} random tie orders: {row['tie_spread_min']:.3f}-{row['tie_spread_max']:.3f}"
+            if row["tie_draws"] > 0 else "")
+
+
+def _ties_text(row) -> str:
+    if pd.isna(row["tie_kept_share"]):
+        return "–"
+    return f"{row['tie_kept_share']:.1%} ({row['tie_channel_share']:.0%} of channels)"
+
+
 def table_markdown(table: pd.DataFrame, title: str) -> str:
     alpha = float(table["alpha"].iloc[0]) if len(table) else DEFAULT_ALPHA
+    spread = bool((table["tie_draws"].fillna(0) > 0).any()) if len(table) else False
     lines = [
         f"# {title}",
         "",
         (
-            "Shape bias = shape / (shape + texture decisions), 95% bootstrap CI over images. Accuracies and decision "
+            "Shape bias = shape / (shape + texture decisions), 95% bootstrap CI over images. Per-class median [IQR]: "
+            "model-vs-human's Figure 4 statistic, the box of the per-class shape biases (humans: each class's mean over "
+            "observers). Accuracies and decision "
             "counts are on the cue-conflict trials (shape category != texture category). p: one-sided binomial test of "
             f"the shape + texture decisions against chance (2 / classes). † = not above chance at alpha = {alpha:g}: "
-            "that shape bias carries no information."
+            "that shape bias carries no information. Tie order decides: the share of the entries an exactly-K rule keeps "
+            "that are chosen among entries tied at the K-th largest |x| (and the share of channels with such a tie), "
+            "over every Top-K position and image."
+            + (" Tie spread: the shape bias under random tie orders (exactly K, ties drawn at random); ‡ = the "
+               "difference from the plain model is within that range: not an effect." if spread else "")
         ),
         "",
-        "| model | K | mode | shape bias [95% CI] | shape acc. | texture acc. | shape / texture / trials | chance | p | acc. on shape | images |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | K | mode | shape bias [95% CI] | per-class median [IQR] | shape acc. | texture acc. | shape / texture / trials | chance | p | "
+        "acc. on shape | images | tie order decides |" + (" tie spread |" if spread else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if spread else ""),
     ]
     for r in table.to_dict("records"):
         k = "–" if pd.isna(r["K_percent"]) else f"{r['K_percent']:g}%"
         flag = " †" if r["not_above_chance"] else ""
+        flag += " ‡" if r["within_tie_spread"] else ""
+        box = "–" if pd.isna(r["per_class_median"]) else f"{r['per_class_median']:.3f} [{r['per_class_q1']:.3f}, {r['per_class_q3']:.3f}]"
         lines.append(
-            f"| {r['model']} | {k} | {r['mode']} | {_bias_text(r)}{flag} | {r['shape_accuracy']:.3f} | {r['texture_accuracy']:.3f} | "
+            f"| {r['model']} | {k} | {r['mode']} | {_bias_text(r)}{flag} | {box} | {r['shape_accuracy']:.3f} | {r['texture_accuracy']:.3f} | "
             f"{r['shape_decisions']} / {r['texture_decisions']} / {r['conflict_trials']} | {r['chance']:.3f} | {r['p_above_chance']:.2g} | "
-            f"{r['accuracy_on_shape']:.3f} | {r['images']} |"
+            f"{r['accuracy_on_shape']:.3f} | {r['images']} | {_ties_text(r)} |"
+            + (f" {_spread_text(r) or '–'} |" if spread else "")
         )
     lines += ["", "## Reading", "", *reading(table)]
     return "\n".join(lines) + "\n"
@@ -207,31 +324,65 @@ def _color(row) -> str:
     return "tab:blue" if row["mode"] == "topk" else "tab:orange"
 
 
-def overall_figure(table: pd.DataFrame) -> plt.Figure:
-    """Fig. 4 style: shape bias of every decision maker, sorted, with bootstrap CIs.
-
-    Rows not above chance are drawn hollow (their own scatter, no face colour) with
-    grey labels.
-    """
-    data = table.sort_values("shape_bias", ignore_index=True)
+def _box_panel(ax, data: pd.DataFrame) -> None:
+    """model-vs-human's Figure 4: a box of the per-class shape biases per decision maker (quartiles,
+    median, whiskers at 1.5 IQR, no fliers), drawn from the table's own box statistics."""
     rows = _rows(data)
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(data) + 1.8))
+    for y, row in enumerate(rows):
+        if pd.isna(row["per_class_median"]):
+            continue
+        color = _color(row)
+        q1, q3 = row["per_class_q1"], row["per_class_q3"]
+        ax.add_patch(Rectangle((q1, y - 0.3), q3 - q1, 0.6, facecolor="none" if row["not_above_chance"] else color,
+                               edgecolor=color, alpha=0.8, zorder=2))
+        ax.vlines(row["per_class_median"], y - 0.3, y + 0.3, color="black", linewidth=1.2, zorder=3)
+        ax.hlines(y, row["per_class_whisker_low"], q1, color=color, linewidth=1, zorder=1)
+        ax.hlines(y, q3, row["per_class_whisker_high"], color=color, linewidth=1, zorder=1)
+    ax.set_yticks(np.arange(len(rows)), [_label(r) for r in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("per-class shape bias (box: quartiles and median, whiskers 1.5 IQR)")
+    ax.set_title("model-vs-human's statistic: the per-class shape biases\n(humans: each class's mean over observers)", fontsize=8)
+
+
+def _pooled_panel(ax, data: pd.DataFrame) -> None:
+    """The pooled shape bias with its bootstrap CI, and the range over random tie orders where drawn."""
+    rows = _rows(data)
     y = np.arange(len(data))
     ax.errorbar(data["shape_bias"], y, xerr=[data["shape_bias"] - data["ci_low"], data["ci_high"] - data["shape_bias"]],
                 fmt="none", ecolor="lightgray", zorder=1)
+    drawn = data["tie_draws"].fillna(0).to_numpy(float) > 0
+    if drawn.any():
+        low, high = data["tie_spread_min"].to_numpy(float)[drawn], data["tie_spread_max"].to_numpy(float)[drawn]
+        ax.hlines(y[drawn] - 0.3, low, high, color="black", linewidth=1.5, zorder=2,
+                  label=f"range over {int(data['tie_draws'].max())} random tie orders")
+        ax.legend(fontsize=7, loc="lower right")
     colors = [_color(r) for r in rows]
     hollow = np.array([bool(r["not_above_chance"]) for r in rows], dtype=bool)
-    ax.scatter(data["shape_bias"][~hollow], y[~hollow], c=[c for c, h in zip(colors, hollow) if not h], zorder=2)
-    ax.scatter(data["shape_bias"][hollow], y[hollow], facecolors="none", edgecolors=[c for c, h in zip(colors, hollow) if h], zorder=2)
+    ax.scatter(data["shape_bias"][~hollow], y[~hollow], c=[c for c, h in zip(colors, hollow) if not h], zorder=3)
+    ax.scatter(data["shape_bias"][hollow], y[hollow], facecolors="none", edgecolors=[c for c, h in zip(colors, hollow) if h], zorder=3)
     ax.set_yticks(y, [_label(r) for r in rows], fontsize=8)
     for tick, h in zip(ax.get_yticklabels(), hollow):
         if h:
             tick.set_color("gray")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("shape bias (fraction of shape decisions among shape + texture decisions)")
+    ax.set_xlabel("shape bias over all images (fraction of shape decisions among shape + texture decisions)")
     alpha = float(data["alpha"].iloc[0]) if len(data) else DEFAULT_ALPHA
-    ax.set_title("Cue-conflict shape bias: Top-K (blue), non-Top-K (orange), plain (gray), humans (red)\n"
+    ax.set_title("pooled over images, 95% bootstrap CI: Top-K (blue), non-Top-K (orange), plain (gray), humans (red)\n"
                  f"hollow, grey label: decisions not above chance (binomial, alpha {alpha:g}); not an effect", fontsize=8)
+
+
+def overall_figure(table: pd.DataFrame) -> plt.Figure:
+    """Fig. 4 style, two panels sorted by shape bias: left the box of per-class shape biases
+    (model-vs-human's statistic, the paper's figure), right the pooled value with its bootstrap CI
+    (and, where drawn, the range over random tie orders as a black bar below it).
+
+    Rows not above chance are drawn hollow with grey labels.
+    """
+    data = table.sort_values("shape_bias", ignore_index=True)
+    fig, (box_ax, pooled_ax) = plt.subplots(1, 2, figsize=(13, 0.28 * len(data) + 1.8))
+    _box_panel(box_ax, data)
+    _pooled_panel(pooled_ax, data)
     fig.tight_layout()
     return fig
 
@@ -266,12 +417,15 @@ def _chosen_rows(table: pd.DataFrame, fixed_k: Mapping[str, float] | None = None
 
 
 def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path],
-                   fixed_k: Mapping[str, float] | None = None) -> None:
+                   fixed_k: Mapping[str, float] | None = None, spreads: Mapping[str, Mapping[str, object]] | None = None) -> None:
     """Fig. 5 style: per-category shape bias, one marker per decision maker, averages as lines.
 
     Decision makers judged on different category sets (the default's two subsets) get
-    a panel each. A plain model not above chance is drawn hollow, its line dotted.
+    a panel each. A plain model not above chance is drawn hollow, its line dotted. Where
+    random tie orders were drawn (``spreads``), each category's range over them is a bar in
+    the decision maker's colour through its marker.
     """
+    spreads = spreads or {}
     panels: dict[tuple[str, ...], list[dict]] = {}
     for row in _chosen_rows(table, fixed_k):
         categories = tuple(sorted(makers[row["decision_maker"]]["category"].unique()))
@@ -287,6 +441,11 @@ def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: 
             hollow = bool(row["not_above_chance"])
             ax.scatter(per_class["shape_bias"], np.arange(len(categories)), marker="D" if is_human else next(markers),
                        label=_label(row), facecolors="none" if hollow else color, edgecolors=color, zorder=3)
+            spread = spreads.get(row["decision_maker"])
+            if spread is not None:
+                low, high = spread["per_class_low"].reindex(categories), spread["per_class_high"].reindex(categories)
+                ax.hlines(np.arange(len(categories)), low, high, color=color, linewidth=2.5, alpha=0.35, zorder=2,
+                          label=f"{_label(row)}: range over {spread['tie_draws']} random tie orders")
             ax.axvline(row["shape_bias"], color=color, linewidth=1, alpha=0.7, linestyle=":" if hollow else "-")
         ax.set_yticks(np.arange(len(categories)), categories)
         ax.set_xlim(0, 1)
@@ -299,16 +458,31 @@ def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: 
     plt.close(fig)
 
 
+def read_tie_tables(tie_csvs: Iterable[str | Path] = (), spread_csvs: Iterable[str | Path] = ()) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The sweep's tie counts and the tie-spread decisions, each concatenated over models (None: no files)."""
+    tie_csvs, spread_csvs = list(tie_csvs), list(spread_csvs)
+    ties = pd.concat([pd.read_csv(path) for path in tie_csvs], ignore_index=True) if tie_csvs else None
+    spread = (pd.concat([pd.read_csv(path, dtype={"object_response": str, "category": str, "imagename": str}) for path in spread_csvs],
+                        ignore_index=True) if spread_csvs else None)
+    return ties, spread
+
+
 def write_shape_bias_report(
-    model_csvs, human_csvs, out: dict[str, str | Path], *, title: str, samples: int = 1000, alpha: float = DEFAULT_ALPHA,
-    figure5_k: Mapping[str, float] | None = None,
+    model_csvs, human_csvs, out: Mapping[str, str | Path], *, title: str, samples: int = 1000, alpha: float = DEFAULT_ALPHA,
+    figure5_k: Mapping[str, float] | None = None, tie_csvs: Iterable[str | Path] = (), spread_csvs: Iterable[str | Path] = (),
 ) -> pd.DataFrame:
+    """The shape-bias table (csv, md), Figure 4's per-class values (``per_class_csv``) and the
+    Figure 4/5 plots from raw decision files, with tie counts and tie spreads where given."""
     makers = decision_makers(model_csvs, human_csvs)
-    table = shape_bias_table(makers, samples=samples, alpha=alpha)
+    ties, spread = read_tie_tables(tie_csvs, spread_csvs)
+    spreads = tie_spread(spread)
+    table = shape_bias_table(makers, samples=samples, alpha=alpha, ties=ties, spreads=spreads)
     with atomic_file(out["csv"]) as tmp:
         table.to_csv(tmp, index=False)
+    with atomic_file(out["per_class_csv"]) as tmp:
+        per_class_table(makers).to_csv(tmp, index=False)
     with atomic_file(out["md"]) as tmp:
         tmp.write_text(table_markdown(table, title))
     plot_overall(table, [out["overall_png"], out["overall_pdf"]])
-    plot_per_class(makers, table, [out["per_class_png"], out["per_class_pdf"]], figure5_k)
+    plot_per_class(makers, table, [out["per_class_png"], out["per_class_pdf"]], figure5_k, spreads)
     return table

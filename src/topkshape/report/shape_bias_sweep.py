@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
@@ -90,7 +91,8 @@ def _spread(values: list[float], gap: float) -> list[float]:
 def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] | None = None) -> plt.Figure:
     """Shape bias (y) against K in % (x): a colour per model, line style and marker per mode.
 
-    Error bars are the table's 95% bootstrap CIs. The plain model is a dotted line in its colour;
+    Error bars are the table's 95% bootstrap CIs; where random tie orders were drawn, a black bar
+    just right of each exactly-K value spans their shape biases. The plain model is a dotted line in its colour;
     humans and ``references`` are labelled horizontal lines. Settings not above chance are hollow
     grey markers (the line still joins them, so the sweep reads in order).
     """
@@ -98,6 +100,7 @@ def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] 
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.0, 2.4))
     models = sorted(m for m in table["model"].unique() if m != HUMANS)
     handles: list[Line2D] = []
+    spread_drawn = 0
     for model in models:
         color = model_color(model)
         rows = table[table["model"] == model]
@@ -112,6 +115,11 @@ def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] 
             k, bias = part["K_percent"].to_numpy(float), part["shape_bias"].to_numpy(float)
             ax.errorbar(k, bias, yerr=[bias - part["ci_low"].to_numpy(float), part["ci_high"].to_numpy(float) - bias],
                         color=color, linestyle=style["linestyle"], linewidth=1, capsize=1.5, elinewidth=0.6, zorder=2)
+            drawn = part["tie_draws"].fillna(0).to_numpy(float) > 0 if "tie_draws" in part else np.zeros(len(part), bool)
+            if drawn.any():  # the range over random tie orders, just right of the exactly-K value
+                ax.vlines(k[drawn] + 0.6, part["tie_spread_min"].to_numpy(float)[drawn], part["tie_spread_max"].to_numpy(float)[drawn],
+                          color="black", linewidth=1.2, zorder=2)
+                spread_drawn = int(part["tie_draws"].max())
             chance = part["not_above_chance"].astype(bool).to_numpy()
             ax.scatter(k[~chance], bias[~chance], marker=style["marker"], color=color, s=16, zorder=3)
             handles.append(Line2D([], [], color=color, marker=style["marker"], markersize=4, linestyle=style["linestyle"],
@@ -122,6 +130,8 @@ def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] 
     _reference_lines(ax, table, references or {})
     # Legend entries for what has no label of its own: the plain model and the chance marker.
     handles.append(Line2D([], [], color="0.3", linestyle=":", linewidth=1, label="plain model (no Top-K)"))
+    if spread_drawn:
+        handles.append(Line2D([], [], color="black", linewidth=1.2, label=f"range over {spread_drawn} random tie orders"))
     if table["not_above_chance"].astype(bool).any():
         handles.append(Line2D([], [], marker="o", markersize=4, linestyle="none", markerfacecolor="none",
                               markeredgecolor=CHANCE_COLOR, label="not above chance"))

@@ -8,6 +8,7 @@
 from topkshape.shape_bias.analysis import (
     RAW_COLUMNS,
     bootstrap_shape_bias,
+    class_shape_biases,
     read_raw_csv,
     shape_bias,
     shape_bias_per_category,
@@ -17,6 +18,7 @@ from topkshape.shape_bias.analysis import (
 __all__ = [
     "RAW_COLUMNS",
     "bootstrap_shape_bias",
+    "class_shape_biases",
     "read_raw_csv",
     "shape_bias",
     "shape_bias_per_category",

@@ -10,7 +10,8 @@ from the counts, but the fractions are taken over *all* rows, as the toolbox doe
     fraction_correct_texture = #(response == texture) / #rows
     shape_bias = shape / (shape + texture)
 
-Per category: the same on the rows of each shape category (its per-class plot).
+Per category: the same on the rows of each shape category (its per-class plot); the
+values of Figure 4's boxplot (``class_shape_biases``), for humans averaged over observers.
 A category with no shape and no texture decision has no shape bias (NaN).
 
 The toolbox trusts its files; a file with another category set or image names without
@@ -240,6 +241,21 @@ def shape_bias_per_category(frame: pd.DataFrame) -> pd.DataFrame:
         shape, texture, bias = _fractions(group)
         rows.append({"category": category, "shape_bias": bias, "fraction_correct_shape": shape, "fraction_correct_texture": texture})
     return pd.DataFrame(rows, columns=["category", "shape_bias", "fraction_correct_shape", "fraction_correct_texture"])
+
+
+def class_shape_biases(frame: pd.DataFrame, *, mean_over_subjects: bool = False) -> pd.Series:
+    """The per-class shape biases that model-vs-human's Figure 4 boxplot draws (category -> value).
+
+    A model: the shape bias of each shape category's rows. Humans (``mean_over_subjects``):
+    each observer's (``subj``) per-category shape bias, then the mean over observers per
+    category, as ``plot_shape_bias_boxplot`` does (an observer without a shape or texture
+    decision in a category leaves that observer out of its mean).
+    """
+    if not mean_over_subjects:
+        return shape_bias_per_category(frame).set_index("category")["shape_bias"]
+    per_subject = {subject: shape_bias_per_category(rows).set_index("category")["shape_bias"]
+                   for subject, rows in frame.groupby("subj", sort=True)}
+    return pd.DataFrame(per_subject).mean(axis=1).rename("shape_bias").rename_axis("category")
 
 
 def _shape_bias_of_resamples(is_shape: np.ndarray, is_texture: np.ndarray, axis: int) -> np.ndarray:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
 from topkshape.atomic import atomic_file
+from topkshape.shape_bias.analysis import RAW_COLUMNS
 from topkshape.shape_bias.evaluate import (
     load_stimuli,
     model_decisions,
@@ -28,6 +30,8 @@ from topkshape.shape_bias.evaluate import (
 from topkshape.shape_bias.tags import TRAINED_PREFIX, tag_setting
 
 logger = logging.getLogger(__name__)
+
+TIE_COLUMNS = ["subj", "layer", "channels", "channels_with_ties", "kept", "kept_by_tie_order"]
 
 
 class TieCounter:
@@ -51,6 +55,10 @@ class TieCounter:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+    def rows(self, subject: str) -> list[dict[str, Any]]:
+        """One row per Top-K layer for the ties table: the decision maker, the layer and its counts."""
+        return [{"subj": subject, "layer": name, **counts} for name, counts in self.counts.items()]
 
     def describe(self) -> str:
         """One phrase per layer: the share of channels with a tie, and of kept entries chosen among ties."""
@@ -100,6 +108,7 @@ def run_cue_conflict_sweep(
     threads: int = 1,
     device: str | torch.device | None = None,
     images_per_class: int | None = None,
+    ties_output: str | Path | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate ``model_name`` at every setting of ``tags``, writing ``outputs[i]`` for ``tags[i]``.
 
@@ -108,6 +117,9 @@ def run_cue_conflict_sweep(
     ``tie_seed``: with ``ties="random"``, the seed of the first Top-K position's tie draws (the
     i-th draws from ``tie_seed + i``), the same for every setting, so a setting's decisions do not
     depend on which settings ran before it.
+
+    ``ties_output``: a CSV of how much an exactly-K rule leaves to tie order, per setting with
+    Top-K layers and layer (:data:`TIE_COLUMNS`; the shape-bias table reports it).
 
     Returns, per tag, the Top-K layers the evaluated model actually ran (name ->
     kind, fraction, mode, ties); the same goes to the log.
@@ -126,6 +138,7 @@ def run_cue_conflict_sweep(
         model_name, arch, len(stimuli), size, stimuli.resized, time.perf_counter() - start,
     )
     applied: dict[str, dict[str, dict[str, Any]]] = {}
+    tie_rows: list[dict[str, Any]] = []
     for tag, out in zip(tags, outputs):
         began = time.perf_counter()
         fraction, mode = tag_setting(tag)
@@ -140,4 +153,59 @@ def run_cue_conflict_sweep(
         logger.info("%s-%s: Top-K layers: %s; %.1f s -> %s", model_name, tag, layers, time.perf_counter() - began, out)
         if applied[tag]:
             logger.info("%s-%s: ties under an exactly-K rule: %s", model_name, tag, ties_seen.describe())
+        tie_rows += ties_seen.rows(f"{model_name}-{tag}")
+    if ties_output is not None:
+        with atomic_file(ties_output) as tmp:
+            pd.DataFrame(tie_rows, columns=TIE_COLUMNS).to_csv(tmp, index=False)
     return applied
+
+
+TIE_SEED_STRIDE = 1000
+"""Draw s of a tie spread seeds its i-th Top-K position with s * 1000 + i: no two draws share a seed."""
+
+
+def run_tie_spread(
+    model_name: str,
+    tags: Sequence[str],
+    images: str | Path,
+    output: str | Path,
+    draws: int,
+    *,
+    weights: str | None = None,
+    image_size: int = 224,
+    batch_size: int = 32,
+    checkpoint: str | Path | None = None,
+    threads: int = 1,
+    device: str | torch.device | None = None,
+    images_per_class: int | None = None,
+) -> pd.DataFrame:
+    """The decisions of every Top-K setting of ``tags`` under ``draws`` random tie orders.
+
+    Each draw keeps exactly K entries, as ``ties: exact`` does, and differs from it only in
+    which of the entries tied at the threshold it keeps (``ties: random``, seed
+    ``draw * TIE_SEED_STRIDE``). How far the shape bias moves between draws is the part of an
+    exactly-K result that tie order decides. Writes model-vs-human's raw rows with a
+    ``tie_seed`` column to ``output`` (settings without Top-K have no ties and are left out).
+    """
+    if draws < 1:
+        raise ValueError(f"a tie spread needs at least one draw, got {draws}")
+    torch.set_num_threads(threads)
+    plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
+    positions = paper_topk_positions(arch)
+    stimuli = load_stimuli(images, size, threads=threads, per_class=images_per_class)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
+    settings = [(tag, *tag_setting(tag)) for tag in tags if tag_setting(tag)[0] is not None]
+    frames = []
+    for draw in range(draws):
+        began = time.perf_counter()
+        for tag, fraction, mode in settings:
+            model = with_inference_topk(plain, positions, fraction, mode, ties="random", tie_seed=draw * TIE_SEED_STRIDE)
+            responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=dev,
+                                        desc=f"{model_name}-{tag} tie draw {draw}")
+            frames.append(raw_decisions(stimuli, responses, f"{model_name}-{tag}").assign(tie_seed=draw * TIE_SEED_STRIDE))
+        logger.info("%s: tie draw %d of %d (%d settings) took %.1f s", model_name, draw + 1, draws, len(settings), time.perf_counter() - began)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*RAW_COLUMNS, "tie_seed"])
+    with atomic_file(output) as tmp:
+        table.to_csv(tmp, index=False)
+    return table

@@ -21,7 +21,7 @@ from topkshape.errors import InputDataError
 # The rules of the paper configuration's DAG: each must have run (rules/*.smk).
 PAPER_RULES = (
     "environment", "paper_data", "adain_weights", "pretrained_weights", "human_decisions", "reference_decisions",
-    "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "shape_bias_report",
+    "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "cue_conflict_tie_spread", "shape_bias_report",
     "texture_synthesis", "mask_dynamics", "gan_train", "gan_eval", "gan_mask_dynamics", "table2",
 )
 
@@ -106,16 +106,25 @@ def check_gan_runs(results: Path) -> None:
         _require(evaluations.is_file() and len(pd.read_csv(evaluations)) >= 1, f"{metrics_file.parent}: no FID during training (evaluations.csv)")
 
 
-def check_shape_bias(tables: Path, models: Iterable[str], fractions: Iterable[float], references: Iterable[str]) -> None:
-    """Every model at every K and mode, and the humans, in the table; the references beside them in the sweep."""
+def check_shape_bias(tables: Path, models: Iterable[str], fractions: Iterable[float], references: Iterable[str],
+                     tie_spread_draws: int = 0) -> None:
+    """Every model at every K and mode, and the humans, in the table, with Figure 4's per-class box,
+    the tie counts of every Top-K row and, when drawn, its tie spread; the references beside them in the sweep."""
     table = pd.read_csv(tables / "shape_bias.csv")
     models, fractions = list(models), list(fractions)
     _require("humans" in set(table["model"]), "shape_bias.csv has no row for the human observers")
+    per_class = pd.read_csv(tables / "shape_bias_per_class.csv")
+    _require(set(per_class["decision_maker"]) == set(table["decision_maker"]), "shape_bias_per_class.csv misses a decision maker")
     for model in models:
         rows = table[table["model"] == model]
         _require(len(rows) == 1 + 2 * len(fractions), f"shape_bias.csv has {len(rows)} rows for {model}, not 1 + 2 x {len(fractions)}")
         biases = rows["shape_bias"].dropna()
         _require(((biases >= 0) & (biases <= 1)).all(), f"shape_bias.csv: {model} shape biases outside [0, 1]")
+        topk = rows[rows["K_percent"].notna()]
+        _require(topk["tie_kept_share"].between(0, 1).all(), f"shape_bias.csv: {model} has Top-K rows without tie counts")
+        if tie_spread_draws:
+            _require((topk["tie_draws"] == tie_spread_draws).all() and (topk["tie_spread_min"] <= topk["tie_spread_max"]).all(),
+                     f"shape_bias.csv: {model} has Top-K rows without a tie spread over {tie_spread_draws} draws")
     sweep = pd.read_csv(tables / "shape_bias_sweep.csv")
     for name in [*references, "humans"]:
         _require(name in sweep.columns and sweep[name].notna().all(), f"shape_bias_sweep.csv has no line for {name!r}")
@@ -151,7 +160,8 @@ def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> N
     check_table2(results / "tables", config["data"]["fewshot"])
     check_gan_runs(results)
     shape_bias = config["shape_bias"]
-    check_shape_bias(results / "tables", shape_bias["models"], shape_bias["fractions"], shape_bias["references"]["files"])
+    check_shape_bias(results / "tables", shape_bias["models"], shape_bias["fractions"], shape_bias["references"]["files"],
+                     shape_bias.get("tie_spread_draws", 0))
     check_texture(results / "tables")
     check_figures(results / "figures")
     if summary_tsv is not None:
