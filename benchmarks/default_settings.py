@@ -78,7 +78,7 @@ def perturbed_floats(mode: str):
 def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
     config = validate_config(config, check_paths=False)  # defaults filled, as the workflow sees it
     synthetic = dict(config["data"]["synthetic"])
-    for key in ("image_size", "train_per_class", "val_per_class", "diagnostic_per_class", "texture_correlation"):
+    for key in ("image_size", "train_per_class", "val_per_class", "diagnostic_per_class", "texture_correlation", "texture_colours"):
         value = getattr(args, f"data_{key}")
         if value is not None:
             synthetic[key] = value
@@ -163,6 +163,7 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
         if value is not None:
             gan[key] = value
     gan["checkpoint_every"] = min(gan["checkpoint_every"], gan["iterations"])
+    gan["snapshot_every"] = args.gan_snapshot_every  # snapshots copy the EMA generator; training is the same
     fewshot, cls = next(iter(full["data"]["fewshot"].items()))
     synthetic = full["data"]["synthetic"]
     images = Path(args.workdir) / f"fewshot_{cls}_{synthetic['image_size']}"
@@ -182,13 +183,18 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
             started, cpu_started = time.perf_counter(), time.process_time()
             train_fastgan(images, run, settings, threads=1, progress=False)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-            options = full["gan"]["eval"]
-            scores = {name: evaluate_run(folder, images, options, folder / "metrics.json", folder / "preview.png",
-                                         classifier=args.classifier, seed=seed)
+            options = dict(full["gan"]["eval"])
+            scores = {name: evaluate_run(folder, images, {**options, "selection": "best" if name == "final" and args.gan_snapshot_every else "final"},
+                                         folder / "metrics.json", folder / "preview.png", classifier=args.classifier, seed=seed)
                       for name, folder in (("init", init), ("final", run))}
+            # Every scored generator (snapshots, then the final one) against the same initial FID.
+            candidates = {c["generator"]: c["fid"] for c in scores["final"]["candidates"]}
+            final_fid = candidates.pop("generator_ema.pt", None)
+            final_fid = final_fid if final_fid is not None else next(fid for name, fid in candidates.items() if name.endswith(f"{gan['iterations']:07d}.pt"))
+            by_iteration = {f"ratio_{int(name.rsplit('_', 1)[1].split('.')[0])}": fid / scores["init"]["fid"] for name, fid in candidates.items()}
             row = {"variant": variant, "seed": seed, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
-                   "fid_init": scores["init"]["fid"], "fid_final": scores["final"]["fid"],
-                   "ratio": scores["final"]["fid"] / scores["init"]["fid"], "preview": str(run / "preview.png"),
+                   "fid_init": scores["init"]["fid"], "fid_final": final_fid,
+                   "ratio": final_fid / scores["init"]["fid"], **by_iteration, "preview": str(run / "preview.png"),
                    **{f"gan.{k}": gan[k] for k in ("im_size", "small_size", "ngf", "ndf", "iterations", "batch_size", "ema_decay", "lr")}}
             print(row, flush=True)
             rows.append(row)
@@ -210,7 +216,7 @@ def main() -> None:
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None, help=f"train.{key} (default: the config's)")
     parser.add_argument("--crop-scale", type=float, nargs=2, default=None, help="train.crop_scale (default: the config's)")
     for key, kind in (("image_size", int), ("train_per_class", int), ("val_per_class", int), ("diagnostic_per_class", int),
-                      ("texture_correlation", float)):
+                      ("texture_correlation", float), ("texture_colours", str)):
         parser.add_argument(f"--data-{key.replace('_', '-')}", type=kind, default=None, help=f"data.synthetic.{key}")
     parser.add_argument("--csv", default=None, help="write the per-run rows here (updated after every run)")
     parser.add_argument("--perturb", choices=["none", "mkldnn-off"], default="none",
@@ -220,6 +226,8 @@ def main() -> None:
     parser.add_argument("--gan", action="store_true", help="measure the GAN (FID ratio final / init) instead of Table 1")
     parser.add_argument("--gan-variants", nargs="+", default=["fastgan", "fastgan_topk"])
     parser.add_argument("--classifier", default=None, help="--gan: the S1 baseline model.pt (FID features)")
+    parser.add_argument("--gan-snapshot-every", type=int, default=0,
+                        help="--gan: also score the EMA generator every N iterations (ratio_<N>, ...: the criterion at fewer iterations from the same runs)")
     for key, kind in (("im_size", int), ("small_size", int), ("ngf", int), ("ndf", int), ("iterations", int), ("batch_size", int),
                       ("ema_decay", float), ("lr", float)):
         parser.add_argument(f"--gan-{key.replace('_', '-')}", type=kind, default=None, help=f"gan.{key}")

@@ -39,6 +39,39 @@ def test_render_is_deterministic_given_the_seed():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_permuted_colours_keep_the_pattern_and_every_other_draw_and_vary_the_hue_per_image():
+    for seed in range(12):
+        home = np.asarray(render(RenderSpec("star", "stripes", 32, seed))).astype(int)
+        permuted = np.asarray(render(RenderSpec("star", "stripes", 32, seed, permute_colours=True))).astype(int)
+        # Same image but for the order of the colour channels inside the shape: the background
+        # (grey, the same in every channel up to noise) and the pattern stay where they were.
+        assert sorted(home.reshape(-1, 3).sum(axis=1)) == sorted(permuted.reshape(-1, 3).sum(axis=1))
+        assert np.array_equal(np.sort(home, axis=2), np.sort(permuted, axis=2))
+    # One permutation per image, drawn from its seed: over 12 images, several different ones.
+    orders = set()
+    for seed in range(12):
+        spec = RenderSpec(None, "stripes", 16, seed)
+        home = np.asarray(render(spec)).reshape(-1, 3).astype(int)
+        permuted = np.asarray(render(RenderSpec(None, "stripes", 16, seed, permute_colours=True))).reshape(-1, 3).astype(int)
+        pixel = int(np.argmax(np.ptp(home, axis=1)))  # a pixel whose channels all differ
+        orders.add(tuple(int(np.flatnonzero(home[pixel] == value)[0]) for value in permuted[pixel]))
+    assert len(orders) >= 3
+
+
+def test_texture_colours_permute_train_val_and_diagnostic_images_only_when_asked(tmp_path):
+    common = dict(image_size=24, train_per_class=4, val_per_class=2, diagnostic_per_class=2, seed=5, progress=False)
+    write_shape_subset(tmp_path / "class", CLASSES, **common)
+    write_shape_subset(tmp_path / "permuted", CLASSES, texture_colours="permuted", **common)
+    home, permuted = _tree_digest(tmp_path / "class"), _tree_digest(tmp_path / "permuted")
+    images = [name for name in home if name.endswith(".png")]
+    changed = [name for name in images if home[name] != permuted[name]]
+    assert {name.split("/")[0] for name in changed} == {"train", "val", "val_shape", "val_texture"}
+    assert len(changed) >= len(images) * 2 // 3  # 1 in 6 permutations is the identity
+    with pytest.raises(ConfigError, match=r"^texture_colours must be one of \['class', 'permuted'\], got 'grey'$"):
+        write_shape_subset(tmp_path / "x", CLASSES, texture_colours="grey", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def _tree_digest(folder):
     return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 

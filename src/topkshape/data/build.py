@@ -44,6 +44,7 @@ def make_subset(name: str, classes: Sequence[str], out_dir: str | Path, *, sourc
             val_per_class=options["val_per_class"],
             diagnostic_per_class=options["diagnostic_per_class"],
             texture_correlation=options["texture_correlation"],
+            texture_colours=options["texture_colours"],
             seed=options["seed"] + _stable_offset(name),
             threads=threads,
             progress=progress,

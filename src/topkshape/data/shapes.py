@@ -170,6 +170,9 @@ class RenderSpec:
     texture: str
     size: int
     seed: int
+    permute_colours: bool = False
+    """True: the texture's two colours have their RGB channels permuted, one permutation drawn per image,
+    so that a texture is known by its pattern and not by its hue."""
 
 
 def render(spec: RenderSpec, supersample: int = 2) -> Image.Image:
@@ -191,6 +194,8 @@ def render(spec: RenderSpec, supersample: int = 2) -> Image.Image:
     pattern, color_a, color_b = TEXTURES[spec.texture]
     jitter = rng.integers(-25, 26, size=(2, 3))
     colors = np.clip(np.array([color_a, color_b]) + jitter, 0, 255)
+    if spec.permute_colours:  # its own stream: every other draw of the image stays as it was
+        colors = colors[:, np.random.default_rng([spec.seed, 7]).permutation(3)]
     fill = np.where(pattern(x, y, rng)[..., None], colors[0], colors[1])
 
     gray = rng.uniform(90, 170)

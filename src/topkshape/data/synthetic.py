@@ -27,6 +27,9 @@ HOME_TEXTURE: dict[str, str] = dict(zip(SHAPES, TEXTURES))
 """Each shape class's own texture: the i-th texture for the i-th shape."""
 
 
+TEXTURE_COLOURS = ("class", "permuted")
+
+
 def _image_seed(seed: int, *parts: object) -> int:
     """A per-image seed from stable hashes, so images do not depend on render order."""
     words = [seed] + [zlib.crc32(str(p).encode()) for p in parts]
@@ -89,6 +92,7 @@ def write_shape_subset(
     val_per_class: int = 40,
     diagnostic_per_class: int = 0,
     texture_correlation: float = 0.9,
+    texture_colours: str = "class",
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
@@ -97,10 +101,15 @@ def write_shape_subset(
 
     With ``diagnostic_per_class`` > 0 also ``val_shape/`` (each class's shape in textures that belong
     to no class) and ``val_texture/`` (each class's home texture filling the frame, no shape).
+    ``texture_colours``: ``class`` = each texture in its own two colours; ``permuted`` = their RGB
+    channels permuted per image, so a texture is its pattern (colour alone no longer names the class).
     """
     check_classes(classes)
     if not 0.0 <= texture_correlation <= 1.0:
         raise ConfigError(f"texture_correlation must be in [0, 1], got {texture_correlation!r}")
+    if texture_colours not in TEXTURE_COLOURS:
+        raise ConfigError(f"texture_colours must be one of {list(TEXTURE_COLOURS)}, got {texture_colours!r}")
+    permute = texture_colours == "permuted"
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         rows, jobs = [], []
@@ -110,7 +119,7 @@ def write_shape_subset(
                     image_seed = _image_seed(seed, split, cls, i)
                     texture = training_texture(cls, classes, texture_correlation, np.random.default_rng(image_seed + 1))
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
-                    jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed)))
+                    jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed, permute)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
         neutral = neutral_textures(classes)
         for split in (SHAPE_ONLY, TEXTURE_ONLY) if diagnostic_per_class > 0 else ():
@@ -118,7 +127,7 @@ def write_shape_subset(
                 for i in range(diagnostic_per_class):
                     shape, texture = _diagnostic_cues(split, cls, i, neutral)
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
-                    jobs.append((tmp / rel, RenderSpec(shape, texture, image_size, _image_seed(seed, split, cls, i))))
+                    jobs.append((tmp / rel, RenderSpec(shape, texture, image_size, _image_seed(seed, split, cls, i), permute)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
         sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         manifest = pd.DataFrame(rows).assign(sha1=sha1s, status="ok")

@@ -93,6 +93,23 @@ def load_plain_model(
     return build_model(model_name, fraction=None, weights=weights), model_name, None, image_size
 
 
+def _load_sweep(model_name: str, images: str | Path, *, weights: str | None, image_size: int, checkpoint: str | Path | None,
+                threads: int, device: str | torch.device | None, images_per_class: int | None):
+    """The plain model, its classes, its paper Top-K positions, the stimuli decoded once, and the device."""
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
+    positions = paper_topk_positions(arch)
+    stimuli = load_stimuli(images, size, threads=threads, per_class=images_per_class)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
+    logger.info(
+        "%s (%s): %d stimuli decoded once at %d px (%d resized, the rest fed as they are); loading took %.1f s",
+        model_name, arch, len(stimuli), size, stimuli.resized, time.perf_counter() - start,
+    )
+    return plain, classes, positions, stimuli, dev
+
+
 def run_cue_conflict_sweep(
     model_name: str,
     tags: Sequence[str],
@@ -126,17 +143,9 @@ def run_cue_conflict_sweep(
     """
     if len(tags) != len(outputs):
         raise ValueError(f"{len(tags)} tags but {len(outputs)} output files")
-    torch.set_num_threads(threads)
-    start = time.perf_counter()
-    plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
-    positions = paper_topk_positions(arch)
-    stimuli = load_stimuli(images, size, threads=threads, per_class=images_per_class)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
-    logger.info(
-        "%s (%s): %d stimuli decoded once at %d px (%d resized, the rest fed as they are); loading took %.1f s",
-        model_name, arch, len(stimuli), size, stimuli.resized, time.perf_counter() - start,
-    )
+    plain, classes, positions, stimuli, dev = _load_sweep(model_name, images, weights=weights, image_size=image_size,
+                                                          checkpoint=checkpoint, threads=threads, device=device,
+                                                          images_per_class=images_per_class)
     applied: dict[str, dict[str, dict[str, Any]]] = {}
     tie_rows: list[dict[str, Any]] = []
     for tag, out in zip(tags, outputs):
@@ -189,12 +198,9 @@ def run_tie_spread(
     """
     if draws < 1:
         raise ValueError(f"a tie spread needs at least one draw, got {draws}")
-    torch.set_num_threads(threads)
-    plain, arch, classes, size = load_plain_model(model_name, weights=weights, image_size=image_size, checkpoint=checkpoint)
-    positions = paper_topk_positions(arch)
-    stimuli = load_stimuli(images, size, threads=threads, per_class=images_per_class)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    plain, stimuli = plain.to(dev).eval(), stimuli.to(dev)
+    plain, classes, positions, stimuli, dev = _load_sweep(model_name, images, weights=weights, image_size=image_size,
+                                                          checkpoint=checkpoint, threads=threads, device=device,
+                                                          images_per_class=images_per_class)
     settings = [(tag, *tag_setting(tag)) for tag in tags if tag_setting(tag)[0] is not None]
     frames = []
     for draw in range(draws):
