@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,16 @@ import torch
 
 # Test helper modules (workflow_support) import by name.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+# ../shared beside the checkout: the paper's files, model-vs-human's raw data, the cue-conflict sample.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def needs_shared(path: Path, what: str) -> pytest.MarkDecorator:
+    """Skip a test whose ``../shared`` data is absent, except under ``CI=true``, where ../shared is always
+    beside the checkout: there the test runs, and fails on the missing data instead of skipping."""
+    return pytest.mark.skipif(not path.exists() and os.environ.get("CI") != "true", reason=f"{what} not found at {path}")
 
 
 def help_text(main, capsys) -> str:

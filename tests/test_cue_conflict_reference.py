@@ -34,9 +34,10 @@ import torch
 import torchvision
 from PIL import Image
 from torchvision import transforms
+from conftest import needs_shared
 
 STIMULI = Path(__file__).resolve().parents[2] / "shared" / "paper-data" / "cue-conflict"
-pytestmark = pytest.mark.skipif(not STIMULI.is_dir(), reason=f"the paper's 1,280 cue-conflict stimuli not found at {STIMULI}")
+pytestmark = needs_shared(STIMULI, "the paper's 1,280 cue-conflict stimuli")
 
 POSITIONS = (2, 5, 7, 9, 12)  # AlexNet features indices after which the paper's code puts Top-K
 BATCH = 64

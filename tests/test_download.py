@@ -14,6 +14,7 @@ import pytest
 
 from topkshape.download import as_url, download_file, sha256_of, verify_sha256
 from topkshape.errors import ChecksumError, ConfigError, InputDataError
+from conftest import needs_shared
 
 PAYLOAD = b"weights " * 5000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -130,7 +131,7 @@ def test_a_local_folder_or_file_url_works_as_a_download_location(tmp_path):
 HUMANS = Path(__file__).resolve().parents[2] / "shared" / "model-vs-human" / "raw-data" / "cue-conflict"
 
 
-@pytest.mark.skipif(not HUMANS.is_dir(), reason=f"../shared/model-vs-human not found at {HUMANS}")
+@needs_shared(HUMANS, "../shared/model-vs-human")
 def test_human_decisions_are_checked_against_the_shipped_pins(tmp_path):
     from topkshape.shape_bias.fetch import HUMAN_FILES, fetch_human_decisions
 

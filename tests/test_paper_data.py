@@ -25,9 +25,10 @@ from topkshape.paper_data import (
     load_manifest,
     part_files,
 )
+from conftest import needs_shared
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"../shared/paper-data not found at {SHARED}")
+needs_paper_data = needs_shared(SHARED, "../shared/paper-data")
 
 # The paper repository's folders and the shared copy of each (../shared/paper-data/README.md).
 REPO_FOLDERS = {
@@ -93,7 +94,7 @@ def test_manifest_pins_every_published_file():
     assert len(files) == 1280 + 3 + 100 + 100 + 100 + 105
 
 
-@needs_shared
+@needs_paper_data
 def test_manifest_hashes_are_those_of_the_published_bytes():
     for part, here in (("styles", SHARED / "style_target"), ("fewshot-railway", SHARED / "fewshot" / "railway")):
         items = part_files(part)
@@ -102,7 +103,7 @@ def test_manifest_hashes_are_those_of_the_published_bytes():
             assert hashlib.sha256((here / item.rel_path).read_bytes()).hexdigest() == item.sha256, item.repo_path
 
 
-@needs_shared
+@needs_paper_data
 def test_good_fetch_writes_each_part_byte_for_byte_with_a_manifest(tmp_path, serve):
     base = serve(repository_tree(tmp_path / "served"))
     out = tmp_path / "out"
@@ -119,7 +120,7 @@ def test_good_fetch_writes_each_part_byte_for_byte_with_a_manifest(tmp_path, ser
     assert "127.0.0.1" not in json.dumps(record)  # a mirror delivers the same data: no URL in the identity
 
 
-@needs_shared
+@needs_paper_data
 def test_a_local_folder_serves_as_base_url(tmp_path):
     tree = repository_tree(tmp_path / "mirror")
     for base in (str(tree), tree.as_uri()):
@@ -128,7 +129,7 @@ def test_a_local_folder_serves_as_base_url(tmp_path):
         assert {p.name for p in out.glob("*.jpg")} == STYLE_NAMES
 
 
-@needs_shared
+@needs_paper_data
 def test_a_tampered_file_fails_in_one_line_naming_it_and_nothing_is_kept(tmp_path, serve):
     tree = repository_tree(tmp_path / "served", copy=("style_target",))
     victim = tree / "cnns-train-top-k/style_target/mondrian.jpg"
@@ -143,7 +144,7 @@ def test_a_tampered_file_fails_in_one_line_naming_it_and_nothing_is_kept(tmp_pat
     assert list(out.iterdir()) == []  # no temporary folder or partial file either
 
 
-@needs_shared
+@needs_paper_data
 def test_a_missing_file_fails_in_one_line_naming_it_and_nothing_is_kept(tmp_path, serve):
     tree = repository_tree(tmp_path / "served", copy=("style_target",))
     (tree / "cnns-train-top-k/style_target/texture-photography-wood-bark.jpg").unlink()
@@ -157,7 +158,7 @@ def test_a_missing_file_fails_in_one_line_naming_it_and_nothing_is_kept(tmp_path
     assert list(out.iterdir()) == []
 
 
-@needs_shared
+@needs_paper_data
 def test_a_file_missing_from_a_local_mirror_fails_and_nothing_is_kept(tmp_path):
     tree = repository_tree(tmp_path / "mirror", copy=("style_target",))
     (tree / "cnns-train-top-k/style_target/mondrian.jpg").unlink()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -21,13 +20,13 @@ from topkshape.shape_bias.analysis import SIXTEEN_CATEGORIES
 from topkshape.shape_bias.decisions import sixteen_class_decisions, sixteen_class_indices
 from topkshape.shape_bias.evaluate import evaluate_cue_conflict, list_cue_conflict_images
 from topkshape.shape_bias.tags import parse_tag, sweep_tags
+from conftest import needs_shared
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RAW_DIR = SHARED / "model-vs-human" / "raw-data" / "cue-conflict"
 SAMPLE_DIR = SHARED / "cue-conflict-sample"
-# Under CI=true the shared data is always there: a missing folder fails the tests instead of skipping them.
-needs_raw = pytest.mark.skipif(not RAW_DIR.is_dir() and os.environ.get("CI") != "true", reason=f"shared model-vs-human raw data not found at {RAW_DIR}")
-needs_sample = pytest.mark.skipif(not SAMPLE_DIR.is_dir() and os.environ.get("CI") != "true", reason=f"shared cue-conflict sample not found at {SAMPLE_DIR}")
+needs_raw = needs_shared(RAW_DIR, "shared model-vs-human raw data")
+needs_sample = needs_shared(SAMPLE_DIR, "shared cue-conflict sample")
 
 
 def toolbox_reference(rows):

@@ -20,9 +20,10 @@ from workflow_support import (
 )
 
 from topkshape.stylize import save_random_adain_weights
+from conftest import needs_shared
 
 SHARED_PAPER_DATA = ROOT.parent / "shared" / "paper-data"
-needs_paper_data = pytest.mark.skipif(not SHARED_PAPER_DATA.is_dir(), reason=f"../shared/paper-data not found at {SHARED_PAPER_DATA}")
+needs_paper_data = needs_shared(SHARED_PAPER_DATA, "../shared/paper-data")
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from workflow_support import TINY_DEFAULT, copy_workflow, snakemake, write_config
+from conftest import needs_shared
 
 pytestmark = pytest.mark.slow
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "cue-conflict-sample"
@@ -43,7 +44,7 @@ def test_paper_config_plans_one_sweep_job_per_model_with_one_gpu_and_every_setti
         assert written == {f"{model}-{tag}" for tag in PAPER_TAGS}
 
 
-@pytest.mark.skipif(not SAMPLE_DIR.is_dir(), reason=f"shared cue-conflict sample not found at {SAMPLE_DIR}")
+@needs_shared(SAMPLE_DIR, "shared cue-conflict sample")
 def test_one_paper_sweep_job_runs_end_to_end_on_the_sample_images_with_random_weights(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     config = write_config(
