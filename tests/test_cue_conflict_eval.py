@@ -326,9 +326,12 @@ def test_report_gives_tie_counts_and_reads_an_effect_inside_the_tie_spread_as_no
         "m-topk20": _rows("m-topk20", ["shape"] * 60 + ["texture"] * 20),  # 0.75: +0.5
     }
     ties = pd.DataFrame([
-        {"subj": "m-topk10", "layer": "a", "channels": 10, "channels_with_ties": 2, "kept": 100, "kept_by_tie_order": 5},
-        {"subj": "m-topk10", "layer": "b", "channels": 30, "channels_with_ties": 0, "kept": 300, "kept_by_tie_order": 3},
-        {"subj": "m-topk20", "layer": "a", "channels": 10, "channels_with_ties": 0, "kept": 200, "kept_by_tie_order": 0},
+        {"subj": "m-topk10", "layer": "a", "channels": 10, "channels_with_ties": 2, "kept": 100, "kept_by_tie_order": 5,
+         "channels_with_nonzero_ties": 1, "kept_by_nonzero_tie_order": 4},
+        {"subj": "m-topk10", "layer": "b", "channels": 30, "channels_with_ties": 0, "kept": 300, "kept_by_tie_order": 3,
+         "channels_with_nonzero_ties": 0, "kept_by_nonzero_tie_order": 0},
+        {"subj": "m-topk20", "layer": "a", "channels": 10, "channels_with_ties": 0, "kept": 200, "kept_by_tie_order": 0,
+         "channels_with_nonzero_ties": 0, "kept_by_nonzero_tie_order": 0},
     ])
     spread = pd.concat([
         _draws("m-topk10", [["shape"] * 16 + ["texture"] * 64, ["shape"] * 34 + ["texture"] * 46]),  # 0.2-0.425: range 0.225
@@ -338,6 +341,7 @@ def test_report_gives_tie_counts_and_reads_an_effect_inside_the_tie_spread_as_no
     table = shape_bias_table(makers, samples=50, ties=ties, spreads=spreads).set_index("decision_maker")
     assert table.loc["m-topk10", "tie_kept_share"] == pytest.approx(8 / 400)
     assert table.loc["m-topk10", "tie_channel_share"] == pytest.approx(2 / 40)
+    assert table.loc["m-topk10", "tie_kept_nonzero_share"] == pytest.approx(4 / 400)
     assert table.loc["m-topk10", "ties_per_position"] == "a 5.0%; b 1.0%"
     assert np.isnan(table.loc["m-none", "tie_kept_share"])
     assert table.loc["m-topk10", ["tie_draws", "tie_spread_min", "tie_spread_max"]].tolist() == pytest.approx([2, 0.2, 0.425])
@@ -347,7 +351,7 @@ def test_report_gives_tie_counts_and_reads_an_effect_inside_the_tie_spread_as_no
     assert not table.loc["m-none", "within_tie_spread"]
     markdown = table_markdown(table.reset_index(), "t")
     row10 = next(line for line in markdown.splitlines() if line.startswith("| m | 10% "))
-    assert "‡" in row10 and "2.0% (5% of channels)" in row10 and "2 random tie orders: 0.200-0.425" in row10
+    assert "‡" in row10 and "2.0%, 1.0% non-zero (5% of channels)" in row10 and "2 random tie orders: 0.200-0.425" in row10
     assert "‡" not in next(line for line in markdown.splitlines() if line.startswith("| m | 20% "))
     assert "Within the tie spread of their exactly-K value, no effect: Top-K 10%." in markdown
 

@@ -132,6 +132,10 @@ def test_tie_counts_say_how_many_kept_entries_tie_order_chose():
     x[0, 1].view(-1)[:] = torch.arange(16.0)  # distinct: no tie
     x[0, 2].view(-1)[:2] = torch.tensor([1.0, 3.0])  # 2 non-zero, K = 4: 2 of the 14 zeros chosen
     counts = tie_counts(x, 0.25)
-    assert counts == {"channels": 3, "channels_with_ties": 2, "kept": 12, "kept_by_tie_order": 4}
+    # Channel 0 ties at |x| = 2 (a choice that changes the output), channel 2 at 0 (one that changes
+    # only mean_replace's).
+    assert counts == {"channels": 3, "channels_with_ties": 2, "kept": 12, "kept_by_tie_order": 4,
+                      "channels_with_nonzero_ties": 1, "kept_by_nonzero_tie_order": 2}
     assert tie_counts(torch.randn(2, 4, 8, 8, generator=seeded(0)), 0.1)["channels_with_ties"] == 0
-    assert tie_counts(x, 1.0) == {"channels": 3, "channels_with_ties": 0, "kept": 48, "kept_by_tie_order": 0}
+    assert tie_counts(x, 1.0) == {"channels": 3, "channels_with_ties": 0, "kept": 48, "kept_by_tie_order": 0,
+                                  "channels_with_nonzero_ties": 0, "kept_by_nonzero_tie_order": 0}

@@ -205,19 +205,30 @@ def tie_counts(x: Tensor, fraction: float) -> dict[str, int]:
     ``channels``: sample-channel rows; ``channels_with_ties``: rows with more entries tied at the
     K-th largest ``|x|`` than the K entries can take (so which are kept depends on the tie rule);
     ``kept``: entries kept (rows x K); ``kept_by_tie_order``: of those, the ones chosen among ties.
+    The ``nonzero_`` counts are the same for the rows whose tie is at a non-zero ``|x|``: a choice
+    among zeros changes no output of ``topk`` or ``non_topk`` (only ``mean_replace``'s), one among
+    equal non-zero values changes them all.
     """
     _check_input(x)
     n, c, h, w = x.shape
     k = topk_count(check_fraction(fraction), h * w)
-    counts = {"channels": n * c, "channels_with_ties": 0, "kept": n * c * k, "kept_by_tie_order": 0}  # K <= H*W
+    counts = dict.fromkeys(TIE_COUNT_KEYS, 0) | {"channels": n * c, "kept": n * c * k}  # K <= H*W
     if k >= h * w:
         return counts
     with torch.no_grad():
         x = x.detach()
-        _, _, _, need, rows = _tie_rows(x, topk_mask(x, fraction, "exact"), k)
+        _, threshold, _, need, rows = _tie_rows(x, topk_mask(x, fraction, "exact"), k)
+        nonzero = rows[threshold[rows, 0] > 0]
         counts["channels_with_ties"] = int(rows.numel())
         counts["kept_by_tie_order"] = int(need[rows].sum()) if rows.numel() else 0
+        counts["channels_with_nonzero_ties"] = int(nonzero.numel())
+        counts["kept_by_nonzero_tie_order"] = int(need[nonzero].sum()) if nonzero.numel() else 0
     return counts
+
+
+TIE_COUNT_KEYS = ("channels", "channels_with_ties", "kept", "kept_by_tie_order", "channels_with_nonzero_ties",
+                  "kept_by_nonzero_tie_order")
+"""What :func:`tie_counts` returns, in order."""
 
 
 def _shuffle_ties(x: Tensor, exact_mask: Tensor, k: int, generator: torch.Generator) -> Tensor:

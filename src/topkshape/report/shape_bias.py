@@ -125,6 +125,7 @@ def tie_shares(ties: pd.DataFrame | None) -> dict[str, dict[str, object]]:
         per_position = "; ".join(f"{r['layer']} {r['kept_by_tie_order'] / max(r['kept'], 1):.1%}" for r in rows.to_dict("records"))
         shares[str(subject)] = {
             "tie_kept_share": rows["kept_by_tie_order"].sum() / max(rows["kept"].sum(), 1),
+            "tie_kept_nonzero_share": rows["kept_by_nonzero_tie_order"].sum() / max(rows["kept"].sum(), 1),
             "tie_channel_share": rows["channels_with_ties"].sum() / max(rows["channels"].sum(), 1),
             "ties_per_position": per_position,
         }
@@ -185,6 +186,7 @@ def shape_bias_table(makers: dict[str, pd.DataFrame], *, samples: int = 1000, se
                 "alpha": alpha,
                 **box_statistics(class_shape_biases(frame, mean_over_subjects=name == HUMANS)),
                 "tie_kept_share": shares.get(name, {}).get("tie_kept_share", np.nan),
+                "tie_kept_nonzero_share": shares.get(name, {}).get("tie_kept_nonzero_share", np.nan),
                 "tie_channel_share": shares.get(name, {}).get("tie_channel_share", np.nan),
                 "ties_per_position": shares.get(name, {}).get("ties_per_position", ""),
                 **{column: spreads.get(name, {}).get(column, np.nan) for column in SPREAD_COLUMNS},
@@ -260,7 +262,7 @@ def _spread_text(row) -> str:
 def _ties_text(row) -> str:
     if pd.isna(row["tie_kept_share"]):
         return "–"
-    return f"{row['tie_kept_share']:.1%} ({row['tie_channel_share']:.0%} of channels)"
+    return f"{row['tie_kept_share']:.1%}, {row['tie_kept_nonzero_share']:.1%} non-zero ({row['tie_channel_share']:.0%} of channels)"
 
 
 def table_markdown(table: pd.DataFrame, title: str) -> str:
@@ -276,8 +278,9 @@ def table_markdown(table: pd.DataFrame, title: str) -> str:
             "counts are on the cue-conflict trials (shape category != texture category). p: one-sided binomial test of "
             f"the shape + texture decisions against chance (2 / classes). † = not above chance at alpha = {alpha:g}: "
             "that shape bias carries no information. Tie order decides: the share of the entries an exactly-K rule keeps "
-            "that are chosen among entries tied at the K-th largest |x| (and the share of channels with such a tie), "
-            "over every Top-K position and image."
+            "that are chosen among entries tied at the K-th largest |x|, then those tied at a non-zero |x| (a choice "
+            "among zeros changes no Top-K or non-Top-K output, only mean replacement's), and the share of channels "
+            "with such a tie, over every Top-K position and image."
             + (" Tie spread: the shape bias under random tie orders (exactly K, ties drawn at random); ‡ = the "
                "difference from the plain model is within that range: not an effect." if spread else "")
         ),

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from topkshape.atomic import atomic_file
+from topkshape.ops import TIE_COUNT_KEYS
 from topkshape.shape_bias.analysis import RAW_COLUMNS
 from topkshape.shape_bias.evaluate import (
     load_stimuli,
@@ -31,7 +32,7 @@ from topkshape.shape_bias.tags import TRAINED_PREFIX, tag_setting
 
 logger = logging.getLogger(__name__)
 
-TIE_COLUMNS = ["subj", "layer", "channels", "channels_with_ties", "kept", "kept_by_tie_order"]
+TIE_COLUMNS = ["subj", "layer", *TIE_COUNT_KEYS]
 
 
 class TieCounter:
@@ -64,7 +65,8 @@ class TieCounter:
         """One phrase per layer: the share of channels with a tie, and of kept entries chosen among ties."""
         return "; ".join(
             f"{name}: {c['channels_with_ties'] / max(c['channels'], 1):.1%} of channels tie at the threshold, "
-            f"{c['kept_by_tie_order'] / max(c['kept'], 1):.1%} of kept entries chosen by tie order"
+            f"{c['kept_by_tie_order'] / max(c['kept'], 1):.1%} of kept entries chosen by tie order "
+            f"({c['kept_by_nonzero_tie_order'] / max(c['kept'], 1):.1%} among equal non-zero values)"
             for name, c in self.counts.items()
         ) or "no Top-K layer"
 
