@@ -4,6 +4,10 @@ paper's text width. Built from hand-made tables (no workflow run), so each test 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,7 +103,14 @@ def test_shape_bias_vs_k_has_labelled_horizontal_lines_for_humans_references_and
 
 
 def test_a_model_and_a_variant_have_the_same_colour_in_every_figure():
-    assert style.model_color("some_new_model") == style.model_color("some_new_model")
+    # An unlisted model gets a spare colour from its name alone, the same in every process (no str hash(),
+    # which changes with PYTHONHASHSEED), so two runs' figures agree.
+    here = style.model_color("some_new_model")
+    assert here in style._SPARE
+    for hash_seed in ("1", "2"):
+        other = subprocess.run([sys.executable, "-c", "from topkshape.report.style import model_color; print(model_color('some_new_model'))"],
+                               capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        assert other.stdout.strip() == here
     assert style.model_color("alexnet") != style.model_color("vgg16")
     assert style.VARIANT_COLORS["topk"] == style.VARIANT_COLORS["fastgan_topk"]  # Top-K is one colour in both tables
     assert len({style.VARIANT_COLORS[v] for v in ("baseline", "topk", "topk_mean_rpl")}) == 3

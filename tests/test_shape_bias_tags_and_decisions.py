@@ -60,6 +60,21 @@ def test_sixteen_class_table_is_model_vs_humans_sorted_categories_with_their_ima
     assert len(every) == len(set(every)) and all(0 <= i < 1000 for i in every)
 
 
+def test_sixteen_class_table_is_model_vs_humans_in_full():
+    """Every index of every category, checked without ../shared: the size of each category and the
+    SHA-256 of the whole table (JSON, keys sorted) as computed from model-vs-human's
+    helper/human_categories.py at commit 79ed7cd, not from our file."""
+    import hashlib
+    import json
+
+    table = sixteen_class_indices()
+    sizes = {"airplane": 1, "bear": 4, "bicycle": 2, "bird": 49, "boat": 5, "bottle": 7, "car": 3, "cat": 6, "chair": 4,
+             "clock": 3, "dog": 109, "elephant": 2, "keyboard": 2, "knife": 1, "oven": 1, "truck": 8}
+    assert {category: len(indices) for category, indices in table.items()} == sizes
+    canonical = json.dumps({category: list(indices) for category, indices in table.items()}, sort_keys=True)
+    assert hashlib.sha256(canonical.encode()).hexdigest() == "38f860b2c576faa332251d0dc8147bb3f753fc8806f3a2048f2dc480cce0c63c"
+
+
 def test_sixteen_class_probabilities_are_the_mean_over_each_categorys_classes():
     table = sixteen_class_indices()
     probs = torch.zeros(2, 1000)
