@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from topkshape.smoke.checks import PAPER_RULES, SmokeCheckError, check_summary, check_table1, check_table2
+from topkshape.smoke.checks import PAPER_RULES, SmokeCheckError, check_shape_bias, check_summary, check_table1, check_table2
 from topkshape.smoke.imagenet_tree import write_imagenet_tree
 from topkshape.smoke.server import serving
 from topkshape.smoke.served_files import downloads_overlay
@@ -60,6 +60,45 @@ def test_table2_check_wants_inception_fids_for_every_set_and_variant(tmp_path):
     (tmp_path / "table2.json").write_text('{"provenance": {"feature_extractor": "classifier"}}')
     with pytest.raises(SmokeCheckError, match="Inception"):
         check_table2(tmp_path, ["jeep", "fish"])
+
+
+def _shape_bias_tables(tmp_path, spread_min=(0.2, float("nan")), draws=(2, 2)):
+    """A shape-bias table of one model (plain, Top-K 10%, non-Top-K 10%) and humans, its per-class
+    values and its sweep, as the report writes them."""
+    nan = float("nan")
+    rows = [
+        {"decision_maker": "alexnet-none", "model": "alexnet", "K_percent": nan, "mode": "topk", "shape_bias": 0.3,
+         "tie_kept_share": nan, "tie_draws": nan, "tie_spread_min": nan, "tie_spread_max": nan},
+        {"decision_maker": "alexnet-topk10", "model": "alexnet", "K_percent": 10, "mode": "topk", "shape_bias": 0.4,
+         "tie_kept_share": 0.02, "tie_draws": draws[0], "tie_spread_min": spread_min[0], "tie_spread_max": 0.5},
+        # No shape or texture decision in either draw: the range is NaN, but it was drawn.
+        {"decision_maker": "alexnet-non_topk10", "model": "alexnet", "K_percent": 10, "mode": "non_topk", "shape_bias": nan,
+         "tie_kept_share": 0.0, "tie_draws": draws[1], "tie_spread_min": spread_min[1], "tie_spread_max": nan},
+        {"decision_maker": "humans", "model": "humans", "K_percent": nan, "mode": "topk", "shape_bias": 0.96,
+         "tie_kept_share": nan, "tie_draws": nan, "tie_spread_min": nan, "tie_spread_max": nan},
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "shape_bias.csv", index=False)
+    pd.DataFrame({"decision_maker": [r["decision_maker"] for r in rows], "category": "cat", "shape_bias": 0.5}).to_csv(
+        tmp_path / "shape_bias_per_class.csv", index=False)
+    pd.DataFrame({"K_percent": [10], "alexnet topk": [0.4], "alexnet non_topk": [nan], "humans": [0.96], "ViT-L": [0.5]}).to_csv(
+        tmp_path / "shape_bias_sweep.csv", index=False)
+    return tmp_path
+
+
+def test_shape_bias_check_wants_tie_counts_and_the_configured_tie_spread_on_every_topk_row(tmp_path):
+    check_shape_bias(_shape_bias_tables(tmp_path), ["alexnet"], [0.1], ["ViT-L"], tie_spread_draws=2)
+    check_shape_bias(_shape_bias_tables(tmp_path), ["alexnet"], [0.1], ["ViT-L"])  # no spread asked for
+    with pytest.raises(SmokeCheckError, match=r"^shape_bias.csv: alexnet has Top-K rows without a tie spread over 3 draws$"):
+        check_shape_bias(_shape_bias_tables(tmp_path), ["alexnet"], [0.1], ["ViT-L"], tie_spread_draws=3)
+    with pytest.raises(SmokeCheckError, match="without a tie spread over 2 draws"):
+        check_shape_bias(_shape_bias_tables(tmp_path, draws=(2, float("nan"))), ["alexnet"], [0.1], ["ViT-L"], tie_spread_draws=2)
+    with pytest.raises(SmokeCheckError, match="without a tie spread over 2 draws"):
+        check_shape_bias(_shape_bias_tables(tmp_path, spread_min=(0.6, float("nan"))), ["alexnet"], [0.1], ["ViT-L"], tie_spread_draws=2)
+    table = pd.read_csv(tmp_path / "shape_bias.csv")
+    table.loc[1, "tie_kept_share"] = float("nan")
+    table.to_csv(tmp_path / "shape_bias.csv", index=False)
+    with pytest.raises(SmokeCheckError, match=r"^shape_bias.csv: alexnet has Top-K rows without tie counts$"):
+        check_shape_bias(tmp_path, ["alexnet"], [0.1], ["ViT-L"])
 
 
 def test_the_miniature_imagenet_has_the_layout_the_paper_config_reads(tmp_path):
