@@ -9,10 +9,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-# ../shared beside the checkout: the paper's files, model-vs-human's raw data, the cue-conflict sample.
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
 def needs_shared(path: Path, what: str) -> pytest.MarkDecorator:
     """Skip a test whose ``../shared`` data is absent, except under ``CI=true``, where ../shared is always
     beside the checkout: there the test runs, and fails on the missing data instead of skipping."""

@@ -195,8 +195,9 @@ def shape_bias_table(makers: dict[str, pd.DataFrame], *, samples: int = 1000, se
     table = pd.DataFrame(rows)
     plain = {r["model"]: r["shape_bias"] for r in rows if pd.isna(r["K_percent"]) and r["model"] != HUMANS}
     table["effect_vs_plain"] = [r["shape_bias"] - plain.get(r["model"], np.nan) if not pd.isna(r["K_percent"]) else np.nan for r in rows]
-    table["within_tie_spread"] = [within_tie_spread(r["shape_bias"] - plain.get(r["model"], np.nan), r["tie_spread_min"], r["tie_spread_max"])
-                                  if not pd.isna(r["K_percent"]) else False for r in rows]
+    # NaN effects (plain rows, no plain run) are never within a spread.
+    table["within_tie_spread"] = [within_tie_spread(effect, low, high)
+                                  for effect, low, high in zip(table["effect_vs_plain"], table["tie_spread_min"], table["tie_spread_max"])]
     return table.sort_values(["model", "mode", "K_percent"], na_position="first", ignore_index=True)
 
 

@@ -203,7 +203,7 @@ def run_tie_spread(
     plain, classes, positions, stimuli, dev = _load_sweep(model_name, images, weights=weights, image_size=image_size,
                                                           checkpoint=checkpoint, threads=threads, device=device,
                                                           images_per_class=images_per_class)
-    settings = [(tag, *tag_setting(tag)) for tag in tags if tag_setting(tag)[0] is not None]
+    settings = [(tag, fraction, mode) for tag in tags for fraction, mode in [tag_setting(tag)] if fraction is not None]
     frames = []
     for draw in range(draws):
         began = time.perf_counter()
