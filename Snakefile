@@ -77,6 +77,7 @@ wildcard_constraints:
     variant=one_of(VARIANTS),
     seed=r"\d+",
     model=one_of(config["shape_bias"]["models"]),
+    entry=one_of([entry["name"] for entry in config["shape_bias"]["atlas"]]),
     tag=one_of(SB_TAGS),
     gan_variant="fastgan|fastgan_topk",
     gan_seed=r"\d+",
@@ -94,6 +95,7 @@ include: "rules/data.smk"
 include: "rules/weights.smk"
 include: "rules/train.smk"
 include: "rules/shape_bias.smk"
+include: "rules/atlas.smk"
 include: "rules/texture.smk"
 include: "rules/gan.smk"
 
@@ -109,6 +111,8 @@ localrules:
     table1,
     table2,
     shape_bias_report,
+    atlas_stimuli,
+    atlas_report,
     mask_dynamics,
     gan_mask_dynamics,
     builtin_styles,
@@ -126,6 +130,7 @@ rule all:
         DATA_TARGETS,
         rules.table1.output,
         rules.shape_bias_report.output,
+        rules.atlas_report.output if config["shape_bias"]["atlas"] else [],
         rules.texture_synthesis.output,
         rules.mask_dynamics.output,
         rules.gan_mask_dynamics.output if FEWSHOT else [],

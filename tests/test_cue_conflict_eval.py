@@ -206,7 +206,7 @@ def test_command_line_errors_are_one_line(tmp_path, stimuli_dir):
     misfit = _cli("--arch", "alexnet", "--weights", str(tmp_path / "resnet.pt"), "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
     assert misfit.returncode == 1 and len(misfit.stderr.strip().splitlines()) == 1 and "does not fit this architecture" in misfit.stderr
     no_positions = _cli("--arch", "vgg11", "--weights", "none", "--fraction", "0.1", "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
-    assert no_positions.returncode == 1 and "no paper Top-K positions for 'vgg11'" in no_positions.stderr
+    assert no_positions.returncode == 1 and "placement paper is defined for alexnet, resnet18, resnet18_cifar, vgg16 only, not vgg11" in no_positions.stderr
     assert not (tmp_path / "o.csv").exists()
 
 

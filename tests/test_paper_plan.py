@@ -27,7 +27,8 @@ def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
     assert counts["cue_conflict_eval"] == 2
     assert counts["subset"] == 2 and counts["stylized"] == 2 and counts["fewshot"] == 4
     # AlexNet, VGG16 (Figures 4/5 and LPIPS), VGG-19 (Figures 2/3), Inception (FID): downloaded once each.
-    assert counts["pretrained_weights"] == 4 and counts["adain_weights"] == 1
+    assert counts["pretrained_weights"] == 5 and counts["adain_weights"] == 1  # AlexNet, VGG16, VGG-19, Inception, the atlas's ResNet-50
+    assert counts["atlas_eval"] == 1 and counts["atlas_report"] == 1
     for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized"):
         blocks = [b.split("\n\n")[0] for b in plan.stdout.split(f"rule {rule}:")[1:]]
         assert blocks and all("gpu=1" in block for block in blocks), rule

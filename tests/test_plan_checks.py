@@ -42,12 +42,12 @@ def test_the_shipped_paper_config_refuses_only_the_unpinned_adain_weights():
     assert unpinned_downloads(validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))) == {}
 
 
-def test_the_paper_config_downloads_four_pretrained_files_each_pinned_by_its_name():
+def test_the_paper_config_downloads_five_pretrained_files_each_pinned_by_its_name():
     files = workflow_weight_files(validate_config(PAPER, check_paths=False))
     assert files == {"shape_bias:alexnet": "alexnet-owt-7be5be79.pth", "shape_bias:vgg16": "vgg16-397923af.pth",
-                     "texture": "vgg19-dcbb9e9d.pth", "lpips": "vgg16-397923af.pth",
-                     "inception": "weights-inception-2015-12-05-6726825d.pth"}
-    assert [name_prefix(f) for f in sorted(set(files.values()))] == ["7be5be79", "397923af", "dcbb9e9d", "6726825d"]
+                     "atlas:resnet50_stages": "resnet50-11ad3fa6.pth", "texture": "vgg19-dcbb9e9d.pth",
+                     "lpips": "vgg16-397923af.pth", "inception": "weights-inception-2015-12-05-6726825d.pth"}
+    assert [name_prefix(f) for f in sorted(set(files.values()))] == ["7be5be79", "11ad3fa6", "397923af", "dcbb9e9d", "6726825d"]
     assert torchvision_file("vgg16", "IMAGENET1K_V1") == "vgg16-397923af.pth"
     assert workflow_weight_files(validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))) == {}
 
@@ -67,7 +67,7 @@ def test_snakemake_n_stops_in_one_line_on_the_shipped_paper_config_and_plans_onc
                           stylize__adain__encoder_sha256=PINS["encoder_sha256"], stylize__adain__decoder_sha256=PINS["decoder_sha256"])
     plan = snakemake(work, "all", "-n", "--cores", "2", "--configfile", str(pinned))
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert re.search(r"^pretrained_weights\s+4$", plan.stdout, re.MULTILINE), plan.stdout[-2000:]
+    assert re.search(r"^pretrained_weights\s+5$", plan.stdout, re.MULTILINE), plan.stdout[-2000:]
 
 
 def test_snakemake_n_stops_on_a_misspelled_set_resources_rule_and_an_empty_partition(tmp_path):

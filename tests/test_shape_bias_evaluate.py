@@ -393,7 +393,7 @@ def test_command_line_applies_topk_at_the_named_positions_and_writes_the_raw_row
                           "--positions", "layer3,layer1", "--images", str(root), "--out", str(out), "--image-size", "16",
                           "--batch-size", "2", "--threads", "2", "--device", "cpu"])
     assert code == 0 and threads == [2]
-    assert capsys.readouterr().out == f"5 decisions of resnet18-non_topk50 (1 images resized to 16 px) -> {out}\n"
+    assert capsys.readouterr().out == f"5 decisions of resnet18-non_topk50 at 2 positions (layer1, layer3) (1 images resized to 16 px) -> {out}\n"
     rows = pd.read_csv(out)
     assert rows["subj"].tolist() == ["resnet18-non_topk50"] * 5 and rows["trial"].tolist() == [1, 2, 3, 4, 5]
     reference = insert_topk(copy.deepcopy(model), ["layer3", "layer1"], fraction=0.5, mode="non_topk", ties="exact")
@@ -413,7 +413,7 @@ def test_command_line_defaults_plain_model_paper_positions_and_224_px(resnet_inp
     out = tmp_path / "topk.csv"
     assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--fraction", "0.25", "--images", str(root), "--out", str(out),
                           "--image-size", "16", "--subject", "mine"]) == 0
-    assert capsys.readouterr().out == f"5 decisions of mine (1 images resized to 16 px) -> {out}\n"
+    assert capsys.readouterr().out == f"5 decisions of mine at 1 positions (layer2) (1 images resized to 16 px) -> {out}\n"
     reference = insert_topk(copy.deepcopy(model), ["layer2"], fraction=0.25, mode="topk", ties="keep")
     assert pd.read_csv(out)["object_response"].tolist() == _reference_decisions(reference, root, 16)
 
@@ -475,7 +475,7 @@ def test_command_line_passes_ties_threads_device_and_batch_size_and_shows_no_pro
                           "--device", "cpu"])
     monkeypatch.setattr(sys, "stderr", sys.__stderr__)
     assert code == 0 and terminal.getvalue() == ""
-    assert pools == [3] and calls == [2, 2, 1]
+    assert pools == [3] and calls == [2, 2, 2, 1]  # the first: the probe of each module's output (a batch of 2)
     rows = pd.read_csv(out)
     assert list(rows.columns) == ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
     assert rows["object_response"].tolist() == [answer] * 5
@@ -484,23 +484,32 @@ def test_command_line_passes_ties_threads_device_and_batch_size_and_shows_no_pro
 def test_command_line_help_documents_every_option(capsys):
     text = help_text(evaluate.main, capsys)
     assert text == (
-        "usage: python -m topkshape.shape_bias.evaluate [-h] --arch ARCH [--weights WEIGHTS] [--fraction FRACTION] "
-        "[--mode {topk,non_topk,mean_replace}] [--ties {keep,exact,random}] [--tie-seed TIE_SEED] [--positions POSITIONS] --images IMAGES --out OUT "
-        "[--subject SUBJECT] [--image-size IMAGE_SIZE] [--batch-size BATCH_SIZE] [--threads THREADS] [--device DEVICE] "
-        "Decisions of a torchvision classifier on cue-conflict stimuli, with or without Top-K, as a model-vs-human raw CSV. "
+        "usage: python -m topkshape.shape_bias.evaluate [-h] --model MODEL [--weights WEIGHTS] [--seed SEED] "
+        "[--weights-sha256 WEIGHTS_SHA256] [--fraction FRACTION] [--mode {topk,non_topk,mean_replace}] [--ties {keep,exact,random}] "
+        "[--tie-seed TIE_SEED] [--placement PLACEMENT] [--list-positions] [--images IMAGES] [--out OUT] [--subject SUBJECT] "
+        "[--image-size IMAGE_SIZE] [--batch-size BATCH_SIZE] [--threads THREADS] [--device DEVICE] "
+        "Decisions of any classifier (torchvision, timm, your own) on cue-conflict stimuli, with or without Top-K at a placement "
+        "you choose, as a model-vs-human raw CSV. "
         "options: -h, --help show this help message and exit "
-        "--arch ARCH torchvision classifier name (alexnet, vgg16, resnet18, ...) "
-        "--weights WEIGHTS PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random) "
+        "--model MODEL, --arch MODEL torchvision:<name>, timm:<name>, python:<module>:<function>, or a bare torchvision name "
+        "(alexnet, vgg16, ...) "
+        "--weights WEIGHTS PATH of a state dict (.pt/.pth/.bin/.safetensors), random, a torchvision weights name (DEFAULT, "
+        "IMAGENET1K_V1), or a timm pretrained tag (DEFAULT: timm's default); none = random "
+        "--seed SEED --weights random: the seed the model is built under "
+        "--weights-sha256 WEIGHTS_SHA256 pin: the SHA-256 a weights file must have "
         "--fraction FRACTION Top-K fraction K at every position; omit for the plain model "
         "--mode {topk,non_topk,mean_replace} keep the Top-K set, its complement, or Eq. 2 "
         "--ties {keep,exact,random} keep every entry tied at the threshold, exactly K (the paper code's torch.topk), "
         "or exactly K with ties drawn at random "
         "--tie-seed TIE_SEED --ties random: the seed of the first Top-K position's draws "
-        "--positions POSITIONS comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18) "
+        "--placement PLACEMENT, --positions PLACEMENT where Top-K goes: paper, stages, every_block, every_relu, module names, "
+        "globs (layer[2-3], features.*) or type:<Class>, comma-separated (default: paper for alexnet, vgg16, resnet18) "
+        "--list-positions print every module with its output shape and the Top-K it would get, then stop "
         "--images IMAGES cue-conflict folder: <category>/<image>.png "
-        "--out OUT raw CSV to write "
-        "--subject SUBJECT the subj column (default: <arch> or <arch>-<mode><K%>) "
-        "--image-size IMAGE_SIZE model input size; images of another size are resized as model-vs-human does "
+        "--out OUT raw CSV to write (the run's record goes beside it, as <out>.json) "
+        "--subject SUBJECT the subj column (default: <model> or <model>-<mode><K%>) "
+        "--image-size IMAGE_SIZE the model's input size (default: from its weights' metadata or timm's data config); "
+        "stimuli of another size are resized as model-vs-human does "
         "--batch-size BATCH_SIZE "
         "--threads THREADS CPU threads for decoding and inference "
         "--device DEVICE cpu, cuda, cuda:1 (default: cuda when available)"
@@ -512,7 +521,7 @@ def test_command_line_errors_are_one_line_with_status_1(resnet_inputs, tmp_path,
     out = tmp_path / "o.csv"
     common = ["--weights", str(weights), "--images", str(root), "--out", str(out), "--image-size", "16"]
     assert evaluate.main(["--arch", "resnet18", "--fraction", "0.5", "--positions", "nope", *common]) == 1
-    assert capsys.readouterr().err.startswith("topkshape: no submodule named 'nope' in ResNet")
+    assert capsys.readouterr().err == "topkshape: placement nope: no such module in ResNet (closest names: conv1, bn1, relu)\n"
     assert evaluate.main(["--arch", "resnet18", "--fraction", "1.5", *common]) == 1
     assert capsys.readouterr().err.count("\n") == 1
     assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--images", str(tmp_path / "none"), "--out", str(out)]) == 1

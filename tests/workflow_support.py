@@ -28,6 +28,9 @@ TINY_DEFAULT = dict(
     train__width=4,
     train__batch_size=8,
     texture__image_size=32,
+    # The atlas job (a random ImageNet classifier on 16 generated stimuli): SqueezeNet, the smallest torchvision net.
+    shape_bias__atlas=[{"name": "tiny_random", "model": "torchvision:squeezenet1_1", "weights": "random", "placement": "stages"}],
+    shape_bias__atlas_stimuli={"source": "generated", "per_category": 1},
 )
 
 

@@ -15,11 +15,13 @@ import os
 import pickle
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from topkshape.atomic import atomic_file
 from topkshape.errors import InputDataError
@@ -66,6 +68,16 @@ def load_torch_file(path: str | os.PathLike, what: str, map_location: str | torc
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
         raise InputDataError(f"{what} {path} is unreadable ({type(error).__name__}: {str(error).strip()[:160]})") from None
+
+
+def load_state_strict(module: nn.Module, state: Mapping[str, Any], what: str, target: str = "this architecture") -> None:
+    """``module.load_state_dict(state, strict=True)``; a misfit is one line naming ``what``, ``target`` and
+    the first thing that does not fit."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise InputDataError(f"{what} does not fit {target} ({' '.join(first[:2])[:200]})") from None
 
 
 def fingerprint(value: Any) -> str:

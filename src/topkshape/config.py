@@ -171,6 +171,9 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
             _fill_defaults(instance[key], sub)
+            if isinstance(instance[key], list) and isinstance(sub.get("items"), dict):
+                for item in instance[key]:  # lists of objects (shape_bias.atlas): each entry's defaults
+                    _fill_defaults(item, sub["items"])
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -462,6 +465,25 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
             yield f"config key 'shape_bias.figure5_k.{model}': {model!r} is not in shape_bias.models"
         elif not any(math.isclose(fraction, f) for f in shape_bias["fractions"]):
             yield f"config key 'shape_bias.figure5_k.{model}': {fraction} is not one of shape_bias.fractions {shape_bias['fractions']}"
+    names = [entry["name"] for entry in shape_bias["atlas"]]
+    for index, entry in enumerate(shape_bias["atlas"]):
+        where = f"config key 'shape_bias.atlas[{index}]"
+        if names.count(entry["name"]) > 1:
+            yield f"{where}.name': {entry['name']!r} is used twice"
+        if entry["name"] in shape_bias["models"]:
+            yield f"{where}.name': {entry['name']!r} is also a name in shape_bias.models"
+        weights = entry["weights"]
+        is_file = "/" in weights or weights.endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors"))
+        if is_file and check_paths and not Path(weights).is_file():
+            yield f"{where}.weights': file not found: {weights}"
+        elif not is_file and entry["weights_sha256"]:
+            yield f"{where}.weights_sha256': a pin applies to a weights file, but weights is {weights!r}"
+        elif not is_file and weights != "random" and entry["model"].startswith("python:"):
+            yield f"{where}.weights': a python: model takes random or a weights file, not {weights!r}"
+        elif not is_file and weights != "random" and entry["model"].startswith("timm:") and config["downloads"]["require_pinned"]:
+            # torchvision names are downloaded by the pretrained_weights rule and pinned by their file name's hash.
+            yield (f"{where}.weights': timm's {weights!r} would download from the hub inside the job, unpinned, which "
+                   f"downloads.require_pinned refuses; save the state dict to a file and give its path and weights_sha256")
     for part in ("cue_conflict", "humans", "references"):
         opts = shape_bias[part]
         if opts["source"] == "folder" and not opts["path"]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from topkshape.checkpoint import load_torch_file
+from topkshape.checkpoint import load_state_strict, load_torch_file
 from topkshape.errors import ConfigError, InputDataError
 
 TORCHVISION_URL = "https://download.pytorch.org/models"
@@ -88,12 +88,7 @@ def load_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
 
 def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
     """Load a state-dict file into ``model`` strictly, with a one-line error naming the first misfit."""
-    state = load_state(path, what)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise InputDataError(f"{path} does not fit {type(model).__name__} ({' '.join(first[:2])[:200]})") from None
+    load_state_strict(model, load_state(path, what), str(path), type(model).__name__)
     return model
 
 
@@ -115,7 +110,8 @@ def download_weights(file: str, dest: str | os.PathLike, url: str, sha256: str |
 def workflow_weight_files(config: Mapping[str, Any]) -> dict[str, str]:
     """Each pretrained file a configuration downloads: role -> file name (empty for the embedded default).
 
-    Roles: ``shape_bias:<model>``, ``texture``, ``lpips``, ``inception``. Only weights
+    Roles: ``shape_bias:<model>``, ``atlas:<entry name>`` (torchvision weights by name), ``texture``,
+    ``lpips``, ``inception``. Only weights
     given by name are downloaded; a file path is read as it is, null means random weights.
     """
     files: dict[str, str] = {}
@@ -123,6 +119,10 @@ def workflow_weight_files(config: Mapping[str, Any]) -> dict[str, str]:
     for model in sb["models"]:
         if not model.startswith("trained_") and is_weights_name(sb.get("weights")):
             files[f"shape_bias:{model}"] = torchvision_file(model, sb["weights"])
+    for entry in sb.get("atlas", []):
+        source, _, name = entry["model"].partition(":")
+        if source == "torchvision" and is_weights_name(entry.get("weights")):
+            files[f"atlas:{entry['name']}"] = torchvision_file(name, entry["weights"])
     texture = config["texture"]
     if texture["feature_net"] == "vgg19" and is_weights_name(texture.get("weights")):
         files["texture"] = torchvision_file("vgg19", texture["weights"])

@@ -180,6 +180,42 @@ def write_cue_conflict_set(
     return table
 
 
+def write_sixteen_category_stimuli(
+    out_dir: str | Path,
+    categories: Sequence[str],
+    *,
+    per_category: int = 2,
+    image_size: int = 224,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Cue-conflict-named stimuli for ImageNet classifiers, generated: ``<c>/<c><n>-<t><n>.png``.
+
+    The embedded default has no photographs, so a model of the atlas (an ImageNet classifier) is run
+    on generated shapes named by model-vs-human's 16 categories: category i is drawn as the i-th toy
+    shape, in the texture pattern of another category. This runs the atlas's code path end to end;
+    an ImageNet classifier's decisions on such images carry no shape or texture information, and
+    the atlas's chance test says so.
+    """
+    shapes, textures = sorted(SHAPES), sorted(TEXTURES)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        rows, jobs = [], []
+        for index, category in enumerate(categories):
+            for n in range(1, per_category + 1):
+                other = (index + n) % len(categories)
+                rel = f"{category}/{category}{n}-{categories[other]}{n}.png"
+                spec = RenderSpec(shapes[index % len(shapes)], textures[other % len(textures)], image_size,
+                                  _image_seed(seed, "sixteen", category, n))
+                jobs.append((tmp / rel, spec))
+                rows.append({"image": rel, "category": category, "texture_category": categories[other]})
+        _write_images(jobs, threads, f"render {out_dir.name}", progress)
+        table = pd.DataFrame(rows)
+        table.to_csv(tmp / "styles.csv", index=False)
+    return table
+
+
 def write_fewshot_set(
     out_dir: str | Path,
     cls: str,

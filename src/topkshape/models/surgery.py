@@ -16,6 +16,7 @@ from typing import Literal
 
 from torch import nn
 
+from topkshape.models.layout_topk import LayoutTopK
 from topkshape.ops import Ties, TopK, TopKMeanReplace, check_fraction, check_ties
 
 Mode = Literal["topk", "non_topk", "mean_replace"]
@@ -58,6 +59,7 @@ def insert_topk(
     mode: Mode = "topk",
     ties: Ties = "keep",
     tie_seed: int = 0,
+    layouts: Mapping[str, tuple[str, int]] | None = None,
 ) -> nn.Module:
     """Put a Top-K layer after each named submodule; returns ``model`` (modified in place).
 
@@ -66,9 +68,13 @@ def insert_topk(
     raises ValueError listing the valid ones nearby. ``ties`` (``"keep"``, ``"exact"``
     or ``"random"``, see :mod:`topkshape.ops`) goes to every inserted layer; under
     ``"random"`` the i-th layer in ``spec`` order draws its ties from ``tie_seed + i``.
+    ``layouts`` maps a name to the layout of that module's output and its prefix-token count,
+    ``("tokens", 1)`` or ``("nhwc", 0)`` (:mod:`topkshape.models.layout_topk`); a name not in it
+    is an ``(N, C, H, W)`` map.
     """
     check_ties(ties)
     targets = _resolve_spec(spec, fraction)
+    layouts = dict(layouts or {})
     modules = dict(model.named_modules())
     for name in targets:
         if name not in modules or name == "":
@@ -77,6 +83,9 @@ def insert_topk(
     # Work from the last target backwards so earlier insertions do not move later ones.
     for index, (name, frac) in reversed(list(enumerate(targets.items()))):
         layer = make_topk_layer(frac, mode, ties, tie_seed + index)
+        layout, prefix = layouts.get(name, ("nchw", 0))
+        if layout != "nchw":
+            layer = LayoutTopK(layer, layout, prefix)  # type: ignore[arg-type]
         parent_name, child = _split(name)
         parent = model.get_submodule(parent_name) if parent_name else model
         target = parent.get_submodule(child)

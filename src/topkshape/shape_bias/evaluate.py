@@ -13,19 +13,21 @@ image of any other size is resized as the toolbox resizes, Resize(256) + CenterC
 scaled to the input size. The stimuli are decoded once into a uint8 tensor
 (:func:`load_stimuli`), so a sweep over Top-K settings never decodes them again.
 
-Command line (any torchvision classifier, with or without Top-K at the paper's positions)::
+Command line (any torchvision or timm classifier or your own, with or without Top-K at a
+placement, see :mod:`topkshape.models.placement`; ``--arch``/``--positions`` are aliases)::
 
-    python -m topkshape.shape_bias.evaluate --arch alexnet --weights DEFAULT \\
-        --fraction 0.1 --mode topk --ties exact --images DIR --out FILE
+    python -m topkshape.shape_bias.evaluate --model torchvision:resnet50 --weights PATH|random|NAME \\
+        --placement stages --fraction 0.1 --mode topk --ties exact --images DIR --out FILE
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,19 +154,22 @@ def model_decisions(
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "cue-conflict",
+    preprocess: Callable[[Tensor], Tensor] | None = None,
 ) -> list[str]:
     """One decision per stimulus.
 
     ``classes=None``: ``model`` is a 1000-class ImageNet classifier and decisions go
     through the 16-category mapping (mean probability per category); otherwise a
-    decision is ``classes[argmax]``.
+    decision is ``classes[argmax]``. ``preprocess`` turns uint8 pixels into the model's
+    input (:class:`topkshape.models.zoo.Preprocessing`); by default ImageNet's normalization.
     """
+    preprocess = preprocess or normalize
     dev = _device(device)
     model = model.to(dev).eval()
     responses: list[str] = []
     starts = range(0, len(stimuli), batch_size)
     for start in tqdm(starts, desc=desc, disable=None if progress else True, leave=False):
-        batch = normalize(stimuli.pixels[start : start + batch_size].to(dev, non_blocking=True))
+        batch = preprocess(stimuli.pixels[start : start + batch_size].to(dev, non_blocking=True))
         logits = model(batch).float()
         if classes is None:
             if logits.shape[1] != 1000:
@@ -238,6 +243,9 @@ def with_inference_topk(
 ) -> nn.Module:
     """A copy of ``plain`` with Top-K after each of ``positions`` (``fraction=None``: ``plain`` itself).
 
+    ``positions`` are module names (``(N, C, H, W)`` outputs) or resolved placement candidates
+    (:func:`topkshape.models.placement.resolve_placement`), which carry token and channels-last layouts.
+
     ``plain`` is never modified, so one loaded model serves a whole sweep of settings.
     """
     from topkshape.models import insert_topk
@@ -245,8 +253,10 @@ def with_inference_topk(
     if fraction is None:
         return plain
     model = copy.deepcopy(plain)
-    extra = {} if ties is None else {"ties": ties}
-    return insert_topk(model, list(positions), fraction=fraction, mode=mode, tie_seed=tie_seed, **extra)  # type: ignore[arg-type]
+    extra: dict[str, Any] = {} if ties is None else {"ties": ties}
+    names = [getattr(position, "name", position) for position in positions]
+    layouts = {p.name: (p.layout, p.prefix) for p in positions if getattr(p, "layout", "nchw") != "nchw"}
+    return insert_topk(model, names, fraction=fraction, mode=mode, tie_seed=tie_seed, layouts=layouts, **extra)  # type: ignore[arg-type]
 
 
 def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -264,7 +274,7 @@ def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 def load_weights(model: nn.Module, weights_file: str | Path) -> None:
     """A state dict file (or a checkpoint holding one under ``state_dict``/``model``), weights-only."""
-    from topkshape.checkpoint import load_torch_file
+    from topkshape.checkpoint import load_state_strict, load_torch_file
 
     state = load_torch_file(weights_file, "weights file")
     for key in ("state_dict", "model"):
@@ -272,11 +282,7 @@ def load_weights(model: nn.Module, weights_file: str | Path) -> None:
             state = state[key]
     if not isinstance(state, Mapping):
         raise InputDataError(f"weights file {weights_file} holds no state dict")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        raise InputDataError(f"weights file {weights_file} does not fit this architecture ({' '.join(first[:2])[:200]})") from None
+    load_state_strict(model, state, f"weights file {weights_file}")
 
 
 def torchvision_classifier(arch: str, weights: str | None) -> nn.Module:
@@ -302,20 +308,31 @@ def torchvision_classifier(arch: str, weights: str | None) -> nn.Module:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m topkshape.shape_bias.evaluate",
-        description="Decisions of a torchvision classifier on cue-conflict stimuli, with or without Top-K, as a model-vs-human raw CSV.",
+        description="Decisions of any classifier (torchvision, timm, your own) on cue-conflict stimuli, with or "
+                    "without Top-K at a placement you choose, as a model-vs-human raw CSV.",
     )
-    parser.add_argument("--arch", required=True, help="torchvision classifier name (alexnet, vgg16, resnet18, ...)")
-    parser.add_argument("--weights", default="DEFAULT", help="PATH of a state dict file, a torchvision weights name (DEFAULT), or none (random)")
+    parser.add_argument("--model", "--arch", dest="model", required=True,
+                        help="torchvision:<name>, timm:<name>, python:<module>:<function>, or a bare torchvision name (alexnet, vgg16, ...)")
+    parser.add_argument("--weights", default="DEFAULT",
+                        help="PATH of a state dict (.pt/.pth/.bin/.safetensors), random, a torchvision weights name (DEFAULT, IMAGENET1K_V1), "
+                             "or a timm pretrained tag (DEFAULT: timm's default); none = random")
+    parser.add_argument("--seed", type=int, default=0, help="--weights random: the seed the model is built under")
+    parser.add_argument("--weights-sha256", help="pin: the SHA-256 a weights file must have")
     parser.add_argument("--fraction", type=float, help="Top-K fraction K at every position; omit for the plain model")
     parser.add_argument("--mode", default="topk", choices=("topk", "non_topk", "mean_replace"), help="keep the Top-K set, its complement, or Eq. 2")
     parser.add_argument("--ties", default="keep", choices=("keep", "exact", "random"),
                         help="keep every entry tied at the threshold, exactly K (the paper code's torch.topk), or exactly K with ties drawn at random")
     parser.add_argument("--tie-seed", type=int, default=0, help="--ties random: the seed of the first Top-K position's draws")
-    parser.add_argument("--positions", help="comma-separated module names for Top-K (default: the paper's positions for alexnet, vgg16, resnet18)")
-    parser.add_argument("--images", required=True, type=Path, help="cue-conflict folder: <category>/<image>.png")
-    parser.add_argument("--out", required=True, type=Path, help="raw CSV to write")
-    parser.add_argument("--subject", help="the subj column (default: <arch> or <arch>-<mode><K%%>)")
-    parser.add_argument("--image-size", type=int, default=224, help="model input size; images of another size are resized as model-vs-human does")
+    parser.add_argument("--placement", "--positions", dest="placement",
+                        help="where Top-K goes: paper, stages, every_block, every_relu, module names, globs (layer[2-3], features.*) "
+                             "or type:<Class>, comma-separated (default: paper for alexnet, vgg16, resnet18)")
+    parser.add_argument("--list-positions", action="store_true", help="print every module with its output shape and the Top-K it would get, then stop")
+    parser.add_argument("--images", type=Path, help="cue-conflict folder: <category>/<image>.png")
+    parser.add_argument("--out", type=Path, help="raw CSV to write (the run's record goes beside it, as <out>.json)")
+    parser.add_argument("--subject", help="the subj column (default: <model> or <model>-<mode><K%%>)")
+    parser.add_argument("--image-size", type=int,
+                        help="the model's input size (default: from its weights' metadata or timm's data config); stimuli of another "
+                             "size are resized as model-vs-human does")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for decoding and inference")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
@@ -323,30 +340,56 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from topkshape.atomic import atomic_file
+    import json
 
-    args = _parser().parse_args(argv)
+    from topkshape.atomic import atomic_file
+    from topkshape.models.placement import format_positions, probe, resolve_placement
+    from topkshape.models.zoo import STIMULUS_SIZE, load_model, parse_model_name
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.list_positions and (args.images is None or args.out is None):
+        parser.error("--images and --out are required (unless --list-positions)")
     try:
         torch.set_num_threads(max(1, args.threads))
-        positions = args.positions.split(",") if args.positions else None
-        if args.fraction is not None and positions is None:
-            positions = paper_topk_positions(args.arch)
-        model = torchvision_classifier(args.arch, args.weights)
+        name = parse_model_name(args.model)
+        loaded = load_model(name, args.weights, seed=args.seed, sha256=args.weights_sha256)
+        if args.image_size:
+            loaded.preprocessing = dataclasses.replace(loaded.preprocessing, input_size=args.image_size,
+                                                       source=f"{loaded.preprocessing.source}, input size {args.image_size} from --image-size")
+        stimulus_size = args.image_size or STIMULUS_SIZE
+        positions = []
+        if args.list_positions or args.fraction is not None:  # one forward pass tells each module's output
+            candidates = probe(loaded.model, loaded.preprocessing.input_size, loaded.prefix_tokens)
+        if args.list_positions:
+            print(format_positions(candidates))
+            return 0
         if args.fraction is not None:
+            placement = args.placement or "paper"
+            positions = resolve_placement(loaded.model, placement, candidates, arch=name.arch)
             try:
-                model = with_inference_topk(model, positions, args.fraction, args.mode, ties=args.ties, tie_seed=args.tie_seed)
-            except ValueError as err:  # a bad fraction or module name
+                model = with_inference_topk(loaded.model, positions, args.fraction, args.mode, ties=args.ties, tie_seed=args.tie_seed)
+            except ValueError as err:  # a bad fraction
                 raise ConfigError(str(err)) from None
-        subject = args.subject or (args.arch if args.fraction is None else f"{args.arch}-{setting_tag(args.fraction, args.mode)}")
-        stimuli = load_stimuli(args.images, args.image_size, threads=max(1, args.threads))
-        responses = model_decisions(model, stimuli, batch_size=args.batch_size, device=args.device, progress=False)
+        else:
+            model = loaded.model
+        label = name.name.rsplit(":", 1)[-1]
+        subject = args.subject or (label if args.fraction is None else f"{label}-{setting_tag(args.fraction, args.mode)}")
+        stimuli = load_stimuli(args.images, stimulus_size, threads=max(1, args.threads))
+        responses = model_decisions(model, stimuli, batch_size=args.batch_size, device=args.device, progress=False,
+                                    preprocess=loaded.preprocessing)
         rows = raw_decisions(stimuli, responses, subject)
+        record = {**loaded.record(), "subject": subject, "fraction": args.fraction, "mode": args.mode, "ties": args.ties,
+                  "placement": args.placement, "positions": [{"module": p.name, "kind": p.kind} for p in positions]}
         with atomic_file(args.out) as tmp:  # makes the folder too
             rows.to_csv(tmp, index=False)
+        with atomic_file(Path(f"{args.out}.json")) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     except TopkshapeError as err:
         print(f"topkshape: {err}", file=sys.stderr)
         return 1
-    print(f"{len(rows)} decisions of {subject} ({stimuli.resized} images resized to {args.image_size} px) -> {args.out}")
+    where = f" at {len(positions)} positions ({', '.join(p.name for p in positions)})" if positions else ""
+    print(f"{len(rows)} decisions of {subject}{where} ({stimuli.resized} images resized to {stimulus_size} px) -> {args.out}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from topkshape.atomic import atomic_file
 from topkshape.ops import TIE_COUNT_KEYS
 from topkshape.shape_bias.analysis import RAW_COLUMNS
 from topkshape.shape_bias.evaluate import (
+    Stimuli,
     load_stimuli,
     model_decisions,
     paper_topk_positions,
@@ -148,6 +149,28 @@ def run_cue_conflict_sweep(
     plain, classes, positions, stimuli, dev = _load_sweep(model_name, images, weights=weights, image_size=image_size,
                                                           checkpoint=checkpoint, threads=threads, device=device,
                                                           images_per_class=images_per_class)
+    return sweep_settings(plain, positions, stimuli, model_name, tags, outputs, classes=classes, batch_size=batch_size, ties=ties,
+                          tie_seed=tie_seed, device=dev, ties_output=ties_output)
+
+
+def sweep_settings(
+    plain: nn.Module,
+    positions: Sequence[Any],
+    stimuli: Stimuli,
+    model_name: str,
+    tags: Sequence[str],
+    outputs: Sequence[str | Path],
+    *,
+    classes: Sequence[str] | None = None,
+    batch_size: int = 32,
+    ties: str | None = None,
+    tie_seed: int = 0,
+    device: str | torch.device | None = None,
+    ties_output: str | Path | None = None,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every setting of ``tags`` on a loaded model: Top-K after ``positions`` (names or resolved
+    placement candidates), decisions on ``stimuli``, one raw CSV per setting, tie counts."""
     applied: dict[str, dict[str, dict[str, Any]]] = {}
     tie_rows: list[dict[str, Any]] = []
     for tag, out in zip(tags, outputs):
@@ -156,7 +179,8 @@ def run_cue_conflict_sweep(
         model = with_inference_topk(plain, positions, fraction, mode, ties=ties, tie_seed=tie_seed)
         applied[tag] = topk_summary(model)
         ties_seen = TieCounter(model)
-        responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=dev, desc=f"{model_name}-{tag}")
+        responses = model_decisions(model, stimuli, classes=classes, batch_size=batch_size, device=device, desc=f"{model_name}-{tag}",
+                                    preprocess=preprocess)
         ties_seen.remove()
         with atomic_file(out) as tmp:
             raw_decisions(stimuli, responses, f"{model_name}-{tag}").to_csv(tmp, index=False)

@@ -22,6 +22,7 @@ from topkshape.errors import InputDataError
 PAPER_RULES = (
     "environment", "paper_data", "adain_weights", "pretrained_weights", "human_decisions", "reference_decisions",
     "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "cue_conflict_tie_spread", "shape_bias_report",
+    "atlas_eval", "atlas_report",
     "texture_synthesis", "mask_dynamics", "gan_train", "gan_eval", "gan_mask_dynamics", "table2",
 )
 
@@ -140,6 +141,19 @@ def check_texture(tables: Path) -> None:
     _require(_finite(numbers), "texture_synthesis.csv holds non-finite values")
 
 
+def check_atlas(tables: Path, results: Path, entries: list[dict], fractions: Iterable[float], modes: Iterable[str]) -> None:
+    """Each atlas model has its plain row and every swept setting, a record of the positions it ran, and a weights hash."""
+    atlas = pd.read_csv(tables / "shape_bias_atlas.csv")
+    for entry in entries:
+        rows = atlas[atlas["model"] == entry["name"]]
+        _require(len(rows) == 1 + len(list(fractions)) * len(list(modes)), f"shape_bias_atlas.csv: {entry['name']} has {len(rows)} rows")
+        _require(rows["shape_bias"].between(0, 1).all() or rows["shape_bias"].isna().any(), f"{entry['name']}: shape bias out of [0, 1]")
+        _require(rows["weights_sha256"].astype(str).str.fullmatch(r"[0-9a-f]{64}").all(), f"{entry['name']}: no weights SHA-256")
+        record = json.loads((results / "shape_bias" / "atlas" / "records" / f"{entry['name']}.json").read_text())
+        _require(bool(record["positions"]) and record["placement"] == entry["placement"], f"{entry['name']}: no resolved positions recorded")
+        _require(str(rows["positions"].iloc[0]).count("[") == len(record["positions"]), f"{entry['name']}: positions differ from its record")
+
+
 def check_report(report: Path) -> None:
     _require(report.is_file() and zipfile.is_zipfile(report), f"{report} is not a report archive")
     with zipfile.ZipFile(report) as archive:
@@ -164,6 +178,8 @@ def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> N
     shape_bias = config["shape_bias"]
     check_shape_bias(results / "tables", shape_bias["models"], shape_bias["fractions"], shape_bias["references"]["files"],
                      shape_bias.get("tie_spread_draws", 0))
+    if shape_bias.get("atlas"):
+        check_atlas(results / "tables", results, shape_bias["atlas"], shape_bias["fractions"], shape_bias["modes"])
     check_texture(results / "tables")
     check_figures(results / "figures")
     if summary_tsv is not None:

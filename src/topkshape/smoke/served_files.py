@@ -27,7 +27,7 @@ PAPER_DATA_LAYOUT = {
     "few-shot-img-syn/data": "fewshot",
     PART_FOLDERS["cue-conflict"]: "cue-conflict",
 }
-TORCHVISION_ARCHS = ("alexnet", "vgg16", "vgg19")
+TORCHVISION_ARCHS = ("alexnet", "vgg16", "vgg19", "resnet50")
 ADAIN_FILES = ("vgg_normalised.pth", "decoder.pth")
 
 

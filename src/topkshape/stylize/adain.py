@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from topkshape.atomic import atomic_file
-from topkshape.checkpoint import load_torch_file
+from topkshape.checkpoint import load_state_strict, load_torch_file
 from topkshape.errors import ConfigError, InputDataError
 
 # VGG-19 conv widths per block; a max-pool follows every block but the last.
@@ -129,10 +129,7 @@ def _load_strict(module: nn.Module, path: str | os.PathLike, device: str | torch
     problem = _first_mismatch(module, state)
     if problem is not None:
         raise InputDataError(f"{path} does not fit the expected layout: {problem}")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise InputDataError(f"{path} does not fit the expected layout: {str(e).splitlines()[0]}") from None
+    load_state_strict(module, state, str(path), "the expected layout")
 
 
 class AdaINStylizer(nn.Module):
