@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import torch
 from topkshape.data.synthetic import write_sixteen_category_stimuli
 from topkshape.models.placement import probe, resolve_placement
 from topkshape.models.zoo import STIMULUS_SIZE, load_model
+from topkshape.provenance import _cpu_model as cpu_model
 from topkshape.shape_bias.decisions import sixteen_class_indices
 from topkshape.shape_bias.evaluate import load_stimuli, model_decisions, with_inference_topk
 
@@ -101,7 +101,7 @@ def main() -> int:
     import timm
 
     print(f"# model zoo: {len(names)} models, placement {args.placement}, K = {args.fraction:.0%} exactly, 2 stimuli at "
-          f"{STIMULUS_SIZE} px, random weights; CPU {platform.processor() or platform.machine()} ({_cpu_model()}), "
+          f"{STIMULUS_SIZE} px, random weights; CPU {cpu_model()}, "
           f"{args.threads} threads; torch {torch.__version__}, timm {timm.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         write_sixteen_category_stimuli(Path(tmp) / "s", list(sixteen_class_indices())[:2], per_category=1, progress=False)
@@ -122,16 +122,6 @@ def main() -> int:
             writer.writeheader()
             writer.writerows(rows)
     return 1 if failed else 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -8,22 +8,6 @@ ATLAS_RECORD = f"{RESULTS}/shape_bias/atlas/records/{{entry}}.json"
 ATLAS_TIES = f"{RESULTS}/shape_bias/atlas/ties/{{entry}}.csv"
 
 
-def atlas_images():
-    """The stimuli the atlas's ImageNet classifiers see: the cue-conflict stimuli, or generated ones."""
-    if ATLAS_STIMULI["source"] == "generated":
-        return f"{DATA}/atlas-stimuli"
-    folder = cue_conflict_folder()
-    return folder if SB["cue_conflict"]["source"] == "folder" else downloaded(folder)
-
-
-def atlas_inputs(wildcards):
-    entry = ATLAS[wildcards.entry]
-    files = {"images": atlas_images(), **weights_input("weights", f"atlas:{wildcards.entry}")}
-    if "/" in entry["weights"] or entry["weights"].endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors")):
-        files["weights_file"] = entry["weights"]
-    return files
-
-
 rule atlas_stimuli:
     output:
         directory(f"{DATA}/atlas-stimuli"),

@@ -146,6 +146,24 @@ def imagenet_only(value):
     return lambda wildcards: None if wildcards.model.startswith(TRAINED_PREFIX) else value
 
 
+# The shape-bias atlas (rules/atlas.smk).
+
+def atlas_images():
+    """The stimuli the atlas's ImageNet classifiers see: the cue-conflict stimuli, or generated ones."""
+    if ATLAS_STIMULI["source"] == "generated":
+        return f"{DATA}/atlas-stimuli"
+    folder = cue_conflict_folder()
+    return folder if SB["cue_conflict"]["source"] == "folder" else downloaded(folder)
+
+
+def atlas_inputs(wildcards):
+    entry = ATLAS[wildcards.entry]
+    files = {"images": atlas_images(), **weights_input("weights", f"atlas:{wildcards.entry}")}
+    if pretrained.is_weights_file(entry["weights"]):
+        files["weights_file"] = entry["weights"]
+    return files
+
+
 # Pretrained weights (rules/weights.smk).
 
 def weights_input(name, role):

@@ -465,6 +465,8 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
             yield f"config key 'shape_bias.figure5_k.{model}': {model!r} is not in shape_bias.models"
         elif not any(math.isclose(fraction, f) for f in shape_bias["fractions"]):
             yield f"config key 'shape_bias.figure5_k.{model}': {fraction} is not one of shape_bias.fractions {shape_bias['fractions']}"
+    from topkshape.pretrained import is_weights_file
+
     names = [entry["name"] for entry in shape_bias["atlas"]]
     for index, entry in enumerate(shape_bias["atlas"]):
         where = f"config key 'shape_bias.atlas[{index}]"
@@ -473,7 +475,7 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
         if entry["name"] in shape_bias["models"]:
             yield f"{where}.name': {entry['name']!r} is also a name in shape_bias.models"
         weights = entry["weights"]
-        is_file = "/" in weights or weights.endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors"))
+        is_file = is_weights_file(weights)
         if is_file and check_paths and not Path(weights).is_file():
             yield f"{where}.weights': file not found: {weights}"
         elif not is_file and entry["weights_sha256"]:

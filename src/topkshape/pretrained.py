@@ -51,6 +51,14 @@ def is_weights_name(value: str | None) -> bool:
     return bool(value) and re.fullmatch(r"[A-Z][A-Z0-9_]*", str(value)) is not None
 
 
+WEIGHTS_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def is_weights_file(value: str | None) -> bool:
+    """A weights value that names a file (a path or a weights-file suffix), not random or a weights name/tag."""
+    return bool(value) and ("/" in str(value) or str(value).endswith(WEIGHTS_FILE_SUFFIXES) or Path(str(value)).is_file())
+
+
 def torchvision_file(arch: str, name: str) -> str:
     """The file name torchvision publishes ``arch``'s ``name`` weights under (``vgg16-397923af.pth``)."""
     return torchvision_weights(arch, name).url.rsplit("/", 1)[1]

@@ -40,12 +40,12 @@ from torchvision.transforms import functional as TF
 
 from topkshape.checkpoint import load_state_strict
 from topkshape.errors import ConfigError, InputDataError
+from topkshape.pretrained import is_weights_file
 
 SOURCES: tuple[str, ...] = ("torchvision", "timm", "python")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STIMULUS_SIZE = 224  # model-vs-human's 224-px datasets
-_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class LoadedModel:
 
 
 def looks_like_file(weights: str) -> bool:
-    return "/" in weights or weights.endswith(_FILE_SUFFIXES) or Path(weights).is_file()
+    return is_weights_file(weights)
 
 
 def file_sha256(path: str | Path) -> str:
