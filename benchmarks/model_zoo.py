@@ -45,7 +45,7 @@ TIMM_MODELS = (
     "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_small_patch32_224",
     "vit_base_patch16_clip_224", "vit_small_patch16_224.augreg_in21k_ft_in1k", "deit_tiny_patch16_224",
     "deit_small_patch16_224", "deit_tiny_distilled_patch16_224", "deit3_small_patch16_224", "beit_base_patch16_224",
-    "cait_xxs24_224", "xcit_tiny_12_p16_224", "vit_small_patch16_reg4_gap_256",
+    "cait_xxs24_224", "xcit_tiny_12_p16_224", "vit_base_patch16_reg4_gap_256",
     # Swin
     "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swinv2_tiny_window8_256", "swinv2_cr_tiny_ns_224",
     # Hybrids and other transformers

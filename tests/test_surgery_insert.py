@@ -3,6 +3,8 @@ with which settings, and the one-line errors for bad specs (no torchvision model
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -79,12 +81,14 @@ def test_insert_three_levels_deep_uses_the_last_dot_to_find_the_parent():
     assert list(topk_layers(net)) == ["block.body.0_topk"]
 
 
-def test_insert_after_a_plain_module_wraps_it_and_after_a_sequential_appends_topk():
+def test_insert_after_a_plain_module_attaches_it_by_a_hook_and_after_a_sequential_appends_topk():
     net = Net()
     stem = net.stem
+    names = sorted(net.state_dict())
     insert_topk(net, {"stem": 0.25, "block.body": 0.5, "stages": 0.75}, mode="mean_replace")
-    assert type(net.stem) is nn.Sequential and list(net.stem._modules) == ["0", "topk"]
-    assert net.stem[0] is stem and type(net.stem.topk) is TopKMeanReplace and net.stem.topk.fraction == 0.25
+    assert net.stem is stem and list(net.stem._modules) == ["topk"] and len(net.stem._forward_hooks) == 1
+    assert type(net.stem.topk) is TopKMeanReplace and net.stem.topk.fraction == 0.25
+    assert sorted(net.state_dict()) == names  # no parameter renamed
     assert list(net.block.body._modules) == ["0", "1", "topk"] and net.block.body.topk.fraction == 0.5
     assert list(net.stages._modules) == ["0", "1", "2", "topk"] and net.stages.topk.fraction == 0.75
     assert sorted(topk_layers(net)) == ["block.body.topk", "stages.topk", "stem.topk"]
@@ -155,3 +159,29 @@ def test_the_empty_name_of_the_model_itself_is_not_a_target():
     with pytest.raises(ValueError) as info:
         insert_topk(model, {"": 0.2})
     assert str(info.value) == "no submodule named '' in Sequential (some names: 0)"
+
+
+def test_a_block_called_with_extra_arguments_keeps_its_signature_and_a_deep_copy_keeps_its_topk():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1, bias=False)
+            nn.init.ones_(self.conv.weight)
+
+        def forward(self, x, scale):  # as timm's BEiT and Twins blocks take more than x
+            return self.conv(x) * scale
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([Scaled()])
+
+        def forward(self, x):
+            return self.blocks[0](x, 2.0)
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    model = insert_topk(Outer(), ["blocks.0"], fraction=0.25, ties="exact")
+    expected = torch.where(x >= 12, 2 * x, torch.zeros_like(x))  # the 4 largest of 16, after the block's scaling
+    assert torch.equal(model(x), expected)
+    assert torch.equal(copy.deepcopy(model)(x), expected)
+    assert sorted(topk_layers(model)) == ["blocks.0.topk"]

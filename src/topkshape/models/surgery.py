@@ -4,16 +4,16 @@ Parameter names of the original layers are kept, so torchvision state dicts load
 into a model before or after surgery alike: inside an ``nn.Sequential`` the Top-K
 layer is added beside its target under the name ``"<target>_topk"``; a target that
 is itself an ``nn.Sequential`` (ResNet's ``layer2``) gets it appended as ``"topk"``.
-Any other target is wrapped as ``nn.Sequential(target, topk)``, which adds ``.0``
-to its parameter names.
+Any other target gets it as a child ``topk`` applied to its output by a forward hook,
+so the target keeps its forward, its call signature and its attributes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import torch
 from torch import nn
 
 from topkshape.models.layout_topk import LayoutTopK
@@ -99,8 +99,24 @@ def insert_topk(
         elif isinstance(target, nn.Sequential):
             target.add_module("topk", layer)
         else:
-            setattr(parent, child, nn.Sequential(OrderedDict([("0", target), ("topk", layer)])))
+            _attach(target, layer)
     return model
+
+
+def _apply_attached_topk(module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: the module's output through its attached Top-K layer (a module-level function, so
+    that a deep copy of the model keeps working hooks)."""
+    return module.topk(output)
+
+
+def _attach(target: nn.Module, layer: nn.Module) -> None:
+    """Top-K on ``target``'s output as a child ``topk`` and a forward hook: the module keeps its own
+    forward and signature (a transformer block called with extra arguments, a patch embedding whose
+    attributes its model reads) and its parameter names."""
+    if "topk" in target._modules:
+        raise ValueError(f"{type(target).__name__} already has a child named 'topk'")
+    target.add_module("topk", layer)
+    target.register_forward_hook(_apply_attached_topk)
 
 
 def _replace_children(sequential: nn.Sequential, items: list[tuple[str, nn.Module]]) -> None:

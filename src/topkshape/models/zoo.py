@@ -241,6 +241,11 @@ def preprocessing_of(name: ModelName, model: nn.Module, weights: str) -> Preproc
         except ValueError:
             return IMAGENET_PREPROCESSING
         member = enum.DEFAULT if weights in ("random", "DEFAULT") or looks_like_file(weights) else enum[weights]
+        built_size = getattr(model, "image_size", None)  # torchvision ViTs are built for one input size
+        if isinstance(built_size, int) and member.transforms().crop_size[0] != built_size:
+            # Random or file weights in an architecture built at 224 px whose DEFAULT weights run at
+            # another size (ViT-H/14's SWAG at 518): the weights published for the built size.
+            member = next((m for m in enum if m.transforms().crop_size[0] == built_size), member)
         transforms = member.transforms()
         crop, resize = transforms.crop_size[0], transforms.resize_size[0]
         return Preprocessing(int(crop), transforms.interpolation.value, tuple(transforms.mean), tuple(transforms.std),
