@@ -49,3 +49,16 @@ def test_lock_pins_every_runtime_requirement_and_the_ci_torch():
     missing = {_name(r) for r in project["dependencies"]} - set(lock)
     assert not missing
     assert lock["torch"] == "2.14.1" and lock["torchvision"] == "0.29.1"
+
+
+def test_the_testing_docs_map_every_module_to_the_test_files_that_import_it():
+    """docs/testing.md is what tools/test_map.py writes now: a new module or a moved import shows up there."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("test_map", ROOT / "tools" / "test_map.py")
+    test_map = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_map)
+    text = test_map.render()
+    assert (ROOT / "docs" / "testing.md").read_text() == text, "run python tools/test_map.py"
+    assert all(f"| `{name}` |" in text for name in test_map.modules())
+    assert "| `topkshape.models.surgery` | " in text and "`test_surgery_insert.py`" in text.split("| `topkshape.models.surgery` |")[1].split("\n")[0]
