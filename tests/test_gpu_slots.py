@@ -76,7 +76,12 @@ def test_a_third_job_waits_for_a_free_slot_and_gets_the_freed_one(tmp_path):
     first = {name: _start(tmp_path, name, env) for name in ("a", "b")}
     held = {name: _wait_for(tmp_path / f"{name}.visible") for name in first}
     third = _start(tmp_path, "c", env)
-    time.sleep(3)
+    # The third job has started and is waiting (its log says so) while both slots are held: not merely late.
+    deadline = time.time() + 60
+    while "waiting for one to be freed" not in ((tmp_path / "c.log").read_text() if (tmp_path / "c.log").exists() else ""):
+        assert time.time() < deadline and third.poll() is None, "the third job never reported waiting for a slot"
+        time.sleep(0.05)
+    time.sleep(0.5)
     assert not (tmp_path / "c.visible").exists(), "a third job ran while both slots were held"
     _finish(tmp_path, "a", first["a"])
     assert _wait_for(tmp_path / "c.visible") == held["a"]

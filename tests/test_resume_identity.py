@@ -67,9 +67,18 @@ def test_matching_unfinished_checkpoint_resumes_after_its_epoch(tmp_path, monkey
     data = _data(tmp_path / "a", ["disk", "square", "triangle"])
     out = tmp_path / "run"
     _interrupted_run(data, out, monkeypatch)
+    # Count the epochs the resumed run evaluates: epoch 0 comes from the checkpoint, only epoch 1 runs.
+    real_evaluate, evaluated = trainer._evaluate, []
+    monkeypatch.setattr(trainer, "_evaluate", lambda *a, **k: evaluated.append(1) or real_evaluate(*a, **k))
     with caplog.at_level(logging.INFO):
         _train(data, out)
     assert "resuming from" in caplog.text and "after epoch 0" in caplog.text
+    assert len(evaluated) == 1
+    # And the resumed run ends where an uninterrupted one does, every metric of both epochs.
+    monkeypatch.setattr(trainer, "_evaluate", real_evaluate)
+    _train(data, tmp_path / "straight")
+    columns = ["epoch", "train_loss", "clean_acc", "stylized_acc"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv")[columns], pd.read_csv(tmp_path / "straight" / "metrics.csv")[columns])
 
 
 def test_finished_run_leaves_no_checkpoint_so_a_forced_rerun_starts_from_scratch(tmp_path, caplog):

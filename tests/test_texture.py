@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -397,14 +398,32 @@ def _is_png(path) -> bool:
     return len(data) > 100 and data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_figures_are_written(tmp_path, target):
+def test_figures_are_written_and_draw_each_panel_and_mask_where_it_belongs(tmp_path, target, monkeypatch):
+    from topkshape.texture import figures
+
+    drawn = []
+    real_save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, paths: drawn.append(fig) or real_save(fig, paths))
     rows = [("target A", [("target", target), ("S w/ Top-K", _noise()), ("S w/o Top-K", _noise(3))])]
     rows.append(("target B", [("target", target[0]), ("S w/ Top-K", target[:, :1])]))
     save_panels(rows, [tmp_path / "fig2.png", tmp_path / "fig2.pdf"])
     assert _is_png(tmp_path / "fig2.png")
     assert (tmp_path / "fig2.pdf").read_bytes()[:4] == b"%PDF"
+    axes = drawn[0].axes
+    assert len(axes) == 6 and not axes[5].axison  # 2 rows x 3 columns, row B's third panel empty
+    assert [ax.get_title() for ax in axes[:5]] == ["target", "S w/ Top-K", "S w/o Top-K", "target", "S w/ Top-K"]
+    assert axes[0].get_ylabel() == "target A" and axes[3].get_ylabel() == "target B"
+    np.testing.assert_allclose(axes[0].images[0].get_array(), target[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(axes[4].images[0].get_array(), target[0, 0].numpy(), atol=1e-6)  # one channel: grey
 
-    masks = {t: torch.rand(2, 3, 8, 8) > 0.8 for t in (0, 5, 20)}
+    masks = {t: torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(t)) > 0.8 for t in (0, 5, 20)}
     save_mask_dynamics(masks, tmp_path / "fig8.png", title="Top-K masks", channel_labels=[4, 7, 9])
     assert _is_png(tmp_path / "fig8.png")
+    grid = drawn[1].axes
+    assert len(grid) == 6 * 3  # (image, channel) rows x times
+    assert [ax.get_title() for ax in grid[:3]] == ["0", "5", "20"] and grid[3 * 4].get_ylabel() == "img 1, ch 7"
+    for row in range(6):
+        for col, t in enumerate((0, 5, 20)):
+            shown = grid[row * 3 + col].images[0].get_array()
+            np.testing.assert_array_equal(shown, masks[t][row // 3, row % 3].float().numpy())
     assert not list(tmp_path.glob(".tmp-*"))
