@@ -31,13 +31,27 @@ def test_every_core_module_is_in_a_group_whose_test_files_exist(tool):
         assert all((ROOT / test).is_file() for test in group["tests"]), name
 
 
-def test_score_counts_timeouts_as_killed_skips_not_run_and_equivalents(tool):
-    codes = {"m.a__mutmut_1": 1, "m.a__mutmut_2": 3, "m.a__mutmut_3": 36, "m.a__mutmut_4": 0, "m.a__mutmut_5": 33,
-             "m.a__mutmut_6": None, "m.a__mutmut_7": 0}
-    (row,) = tool.score_table({"src/m.py": codes}, {"m.a__mutmut_7": "same behaviour"})
-    # killed 1, 2, 3 (a failure, an error, a timeout); survived 4 and 5 (no test reaches 5); 6 not run; 7 equivalent.
-    assert (row["killed"], row["survived"], row["not run"], row["equivalent"]) == (3, 2, 1, 1)
-    assert row["score"] == pytest.approx(60.0) and row["survivors"] == ["m.a__mutmut_4", "m.a__mutmut_5"]
+def test_score_counts_failures_and_crashes_as_killed_and_shows_timeouts_apart(tool):
+    codes = {"m.x_a__mutmut_1": 1, "m.x_a__mutmut_2": 3, "m.x_a__mutmut_3": 36, "m.x_a__mutmut_4": 0, "m.x_a__mutmut_5": 33,
+             "m.x_a__mutmut_6": None, "m.x_a__mutmut_7": 0, "m.x_a__mutmut_8": -11, "m.x_a__mutmut_9": -9}
+    (row,) = tool.score_table({"src/m.py": codes}, {"m.x_a__mutmut_7": "same behaviour"})
+    # killed 1, 2 (a failure, an error) and 8 (a crash); survived 4 and 5 (no test reaches 5); 3 and 9 timed
+    # out (mutmut's timeout, SIGKILL): shown, not scored; 6 not run; 7 equivalent.
+    assert (row["killed"], row["survived"], row["timed out"], row["not run"], row["equivalent"]) == (3, 2, 2, 1, 1)
+    assert row["score"] == pytest.approx(60.0) and row["survivors"] == ["m.x_a__mutmut_4", "m.x_a__mutmut_5"]
+
+
+def test_the_equivalence_list_is_verified_against_the_modules_that_ran(tool):
+    found = {"src/m.py": {"m.x_a__mutmut_1": 0, "m.x_a__mutmut_2": 1, "m.x_a__mutmut_3": 36}}
+    listed = {"m.x_a__mutmut_1": "survives: fine", "m.x_a__mutmut_2": "now killed", "m.x_a__mutmut_3": "now times out",
+              "m.x_a__mutmut_9": "gone", "other.x_b__mutmut_1": "its module did not run"}
+    problems = tool.equivalence_problems(found, listed)
+    assert problems == ["m.x_a__mutmut_2: listed as equivalent, but the tests notice it (exit code 1)",
+                        "m.x_a__mutmut_3: listed as equivalent, but the tests notice it (exit code 36)",
+                        "m.x_a__mutmut_9: listed as equivalent, but mutmut no longer makes this mutant"]
+    # A listed mutant that a test kills is scored as killed, not hidden as equivalent.
+    (row,) = tool.score_table(found, listed)
+    assert (row["equivalent"], row["killed"], row["timed out"]) == (1, 1, 1)
 
 
 def test_an_equivalent_without_a_reason_is_refused(tool, tmp_path):

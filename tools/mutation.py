@@ -8,7 +8,9 @@ bug the suite would not notice, unless it is *equivalent* (the program behaves t
 
     killed / (mutants - equivalent - not run)
 
-with timeouts and crashes counted as killed, and mutants no test reaches as survivors.
+with crashes counted as killed, timeouts shown apart and not scored, and mutants no test reaches as
+survivors. Every run verifies the equivalence list for the modules it ran: a listed mutant must
+still exist and must survive, otherwise the run fails naming it.
 
 Each module group of ``[tool.topkshape.mutation.groups]`` in pyproject.toml (modules and the
 test files written to kill their mutants) runs in a scratch copy of its own
@@ -39,7 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT = ROOT / "tools" / "mutation_equivalent.txt"
 KILLED = {1, 3, 37}  # a test failed, pytest errored, or the type checker refused it
-DETECTED = {36, -24, 24, 152, 255, -11, -9, -6}  # timeout or crash (SIGSEGV, SIGKILL, SIGABRT: glibc aborts on a corrupted heap): not unnoticed
+CRASHED = {255, -11, -6}  # the tests crashed (SIGSEGV; SIGABRT: glibc aborts on a corrupted heap): the mutant was noticed
+TIMED_OUT = {36, -24, 24, 152, -9}  # mutmut's timeout, SIGXCPU, SIGKILL: no test failed, so neither killed nor survived
+DETECTED = CRASHED
 UNDETECTED = {0, 5, 33}  # survived, or no test reaches it
 NOT_RUN = {None, 2, 34}  # not checked, interrupted, skipped
 
@@ -98,16 +102,44 @@ def results(workdir: Path) -> dict[str, dict[str, int | None]]:
     return found
 
 
+def _module_of(mutant: str) -> str:
+    """``topkshape.ops.x__run_in_threads__mutmut_12`` -> ``topkshape.ops``."""
+    return mutant.rsplit(".x_", 1)[0] if ".x_" in mutant else mutant.rsplit(".", 1)[0]
+
+
+def equivalence_problems(found: dict[str, dict[str, int | None]], equivalent: dict[str, str]) -> list[str]:
+    """Listed equivalents that no longer exist in a module that ran, or that a test now kills.
+
+    An entry is checked only when its module ran: a list entry must name a mutant mutmut still
+    makes, and a mutant some test kills, crashes or times out is no equivalent (its reason is stale).
+    """
+    ran = {_module_of(name) for codes in found.values() for name in codes}
+    codes = {name: code for module_codes in found.values() for name, code in module_codes.items()}
+    problems = []
+    for name in sorted(equivalent):
+        if _module_of(name) not in ran:
+            continue
+        if name not in codes:
+            problems.append(f"{name}: listed as equivalent, but mutmut no longer makes this mutant")
+        elif codes[name] in KILLED or codes[name] in CRASHED or codes[name] in TIMED_OUT:
+            problems.append(f"{name}: listed as equivalent, but the tests notice it (exit code {codes[name]})")
+    return problems
+
+
 def score_table(found: dict[str, dict[str, int | None]], equivalent: dict[str, str]) -> list[dict]:
+    """Per module: killed (failed or crashed tests), survived, timed out (shown apart, not scored),
+    equivalent, not run; score = killed / (killed + survived)."""
     rows = []
     for module, codes in found.items():
         count = Counter()
         survivors = []
         for name, code in codes.items():
-            if name in equivalent:
+            if name in equivalent and code in UNDETECTED:
                 count["equivalent"] += 1
-            elif code in KILLED or code in DETECTED:
+            elif code in KILLED or code in CRASHED:
                 count["killed"] += 1
+            elif code in TIMED_OUT:
+                count["timed out"] += 1
             elif code in NOT_RUN:
                 count["not run"] += 1
             else:  # survived, no tests, suspicious
@@ -120,13 +152,13 @@ def score_table(found: dict[str, dict[str, int | None]], equivalent: dict[str, s
 
 
 def print_report(rows: list[dict], fail_under: float, show_survivors: bool) -> bool:
-    print(f"{'module':45s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'equiv.':>6s} {'not run':>7s} {'score':>6s}")
+    print(f"{'module':45s} {'mutants':>7s} {'killed':>6s} {'survived':>8s} {'timeout':>7s} {'equiv.':>6s} {'not run':>7s} {'score':>6s}")
     ok = True
     for row in rows:
         score = row["score"]
         text = "  –  " if score is None else f"{score:5.1f}%"
         print(f"{row['module']:45s} {row['mutants']:7d} {row.get('killed', 0):6d} {row.get('survived', 0):8d} "
-              f"{row.get('equivalent', 0):6d} {row.get('not run', 0):7d} {text:>6s}")
+              f"{row.get('timed out', 0):7d} {row.get('equivalent', 0):6d} {row.get('not run', 0):7d} {text:>6s}")
         if score is not None and score < fail_under:
             ok = False
     if show_survivors:
@@ -186,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print(f"no mutation results in {args.workdir}")
         return 1
-    return 0 if print_report(score_table(found, read_equivalent()), args.fail_under, args.survivors) else 1
+    equivalent = read_equivalent()
+    problems = equivalence_problems(found, equivalent)
+    for problem in problems:
+        print(f"equivalence list: {problem}")
+    scores_ok = print_report(score_table(found, equivalent), args.fail_under, args.survivors)
+    return 0 if scores_ok and not problems else 1
 
 
 if __name__ == "__main__":
