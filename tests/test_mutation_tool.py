@@ -65,3 +65,16 @@ def test_an_equivalent_without_a_reason_is_refused(tool, tmp_path):
 
 def test_the_shipped_equivalents_all_give_a_reason(tool):
     assert all(reason for reason in tool.read_equivalent().values())
+
+
+def test_the_scores_table_names_commit_machine_date_and_every_module_that_ran(tool, tmp_path):
+    found = {"src/a.py": {"a.x_f__mutmut_1": 1, "a.x_f__mutmut_2": 0, "a.x_f__mutmut_3": 36}, "src/b.py": {"b.x_g__mutmut_1": 2}}
+    rows = tool.score_table(found, {})
+    facts = {"commit": "abc1234", "date": "2026-12-07 00:00 UTC", "machine": "AMD EPYC, 2 cores", "python": "3.11.9", "mutmut": "3.8.1"}
+    tool.write_scores(rows, ["x: gone"], facts, tmp_path / "scores.md")
+    text = (tmp_path / "scores.md").read_text()
+    assert "at commit abc1234, 2026-12-07 00:00 UTC, on AMD EPYC, 2 cores; Python 3.11.9, mutmut 3.8.1" in text
+    assert "| src/a.py | 3 | 1 | 1 | 1 | 0 | 0 | 50.0% |" in text and "| src/b.py | 1 | 0 | 0 | 0 | 0 | 1 | – |" in text
+    assert "1 problem(s):\n- x: gone" in text
+    facts = tool.run_facts()
+    assert set(facts) == {"commit", "date", "machine", "python", "mutmut"} and facts["commit"]

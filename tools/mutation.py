@@ -189,6 +189,46 @@ def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children
         print(f"mutmut stopped after {timeout:.0f} s in {workdir}; the scores below cover what it ran")
 
 
+SCORES = ROOT / "docs" / "mutation_scores.md"
+
+
+def run_facts() -> dict[str, str]:
+    """What a scores table must name: the commit, the machine, the date, Python and mutmut."""
+    import datetime
+    import platform
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    try:
+        from importlib.metadata import version
+
+        mutmut = version("mutmut")
+    except Exception:  # mutmut is installed by `make mutation` only
+        mutmut = "not installed"
+    return {"commit": commit + (" (with uncommitted changes)" if dirty else ""), "machine": f"{cpu}, {os.cpu_count()} cores",
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "mutmut": mutmut}
+
+
+def write_scores(rows: list[dict], problems: list[str], facts: dict[str, str], path: Path = SCORES) -> None:
+    """The scores table the README includes: every module that ran, with the facts of the run."""
+    lines = ["# Mutation scores", "",
+             f"Written by `make mutation` (tools/mutation.py) at commit {facts['commit']}, {facts['date']}, on {facts['machine']}; "
+             f"Python {facts['python']}, mutmut {facts['mutmut']}. Score = killed / (killed + survived); timeouts are shown, "
+             "not scored; equivalents are listed in tools/mutation_equivalent.txt and verified on every run.", "",
+             "| module | mutants | killed | survived | timed out | equivalent | not run | score |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        score = "–" if row["score"] is None else f"{row['score']:.1f}%"
+        lines.append(f"| {row['module']} | {row['mutants']} | {row.get('killed', 0)} | {row.get('survived', 0)} | "
+                     f"{row.get('timed out', 0)} | {row.get('equivalent', 0)} | {row.get('not run', 0)} | {score} |")
+    lines += ["", "Equivalence list: " + ("verified, no problem." if not problems else f"{len(problems)} problem(s):")]
+    lines += [f"- {problem}" for problem in problems]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     groups = mutation_groups()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -201,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-under", type=float, default=85.0)
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
     parser.add_argument("--survivors", action="store_true", help="list every surviving mutant")
+    parser.add_argument("--scores-out", type=Path, default=None, help=f"write the scores table with commit, machine and date (make mutation: {SCORES.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     if (args.modules is None) != (args.tests is None):
         parser.error("--modules and --tests go together")
@@ -222,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     problems = equivalence_problems(found, equivalent)
     for problem in problems:
         print(f"equivalence list: {problem}")
-    scores_ok = print_report(score_table(found, equivalent), args.fail_under, args.survivors)
+    rows = score_table(found, equivalent)
+    scores_ok = print_report(rows, args.fail_under, args.survivors)
+    if args.scores_out is not None:
+        write_scores(rows, problems, run_facts(), args.scores_out)
+        print(f"scores written to {args.scores_out}")
     return 0 if scores_ok and not problems else 1
 
 
