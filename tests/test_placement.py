@@ -88,6 +88,8 @@ def test_output_layouts_of_maps_tokens_and_the_rest():
     assert output_layout((2, 8, 5, 5), batch=2, prefix=0, channels_last=None)[0] == "nchw"
     assert output_layout((2, 5, 5, 8), batch=2, prefix=0, channels_last=None)[0] == "nhwc"
     assert output_layout((2, 5, 5, 5), batch=2, prefix=0, channels_last=True)[0] == "nhwc"
+    assert output_layout((2, 5, 5, 5), batch=2, prefix=0, channels_last=None)[0] == "nchw"
+    assert output_layout((2, 96, 56, 56), batch=2, prefix=0, channels_last=True)[0] == "nchw"  # Swin's patch conv, before its permute
     assert output_layout((2, 49, 64, 32), batch=2, prefix=0, channels_last=None)[0] is None  # windows of tokens
     assert output_layout((2, 197, 8), batch=2, prefix=1, channels_last=None)[:2] == ("tokens", 1)
     assert output_layout((2, 196, 8), batch=2, prefix=1, channels_last=None)[:2] == ("tokens", 0)  # before the class token

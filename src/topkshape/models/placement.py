@@ -13,9 +13,9 @@ after every selected one, in ``named_modules()`` order:
 * an exact module name: that module, which must be placeable.
 
 What a module's output gets is read from one forward pass on a stimulus-sized input
-(:func:`probe`): an ``(N, C, H, W)`` map gets spatial Top-K, an ``(N, H, W, C)`` map (a Swin
-stage; the model's ``output_fmt``, else the two equal dimensions of a square input tell it)
-gets the same over ``H x W``, and ``(N, T, C)`` tokens get token Top-K over the patch tokens,
+(:func:`probe`): an ``(N, C, H, W)`` map gets spatial Top-K, an ``(N, H, W, C)`` map (a Swin stage)
+the same over ``H x W`` (the square input's two equal dimensions tell the layout; where C = H = W, the
+model's ``output_fmt`` decides), and ``(N, T, C)`` tokens get token Top-K over the patch tokens,
 the model's prefix tokens left out where ``T`` minus them is a square patch grid. Any other
 output (logits, tuples, a batch folded with heads) is not placeable.
 """
@@ -69,12 +69,11 @@ def output_layout(shape: tuple[int, ...], *, batch: int, prefix: int, channels_l
         return None, 0, "its first dimension is not the batch"
     if len(shape) == 4:
         square_nchw, square_nhwc = shape[2] == shape[3], shape[1] == shape[2]
-        if channels_last is not None:
-            square_nchw, square_nhwc = square_nchw and not channels_last, square_nhwc and channels_last
         if not square_nchw and not square_nhwc:
             return None, 0, "a 4-D output that is no square (N, C, H, W) or (N, H, W, C) map (e.g. windows of tokens)"
-        nhwc = square_nhwc and not square_nchw
-        return ("nhwc" if nhwc else "nchw"), 0, ""
+        if square_nchw and square_nhwc:  # C = H = W: the model's declared format decides, else channels first
+            return ("nhwc" if channels_last else "nchw"), 0, ""
+        return ("nchw" if square_nchw else "nhwc"), 0, ""
     if len(shape) == 3:
         tokens = shape[1]
         if prefix and _is_square(tokens - prefix):
