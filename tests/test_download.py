@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 
 from topkshape.download import as_url, download_file, sha256_of, verify_sha256
 from topkshape.errors import ChecksumError, ConfigError, InputDataError
+from topkshape.smoke.server import serving
 from conftest import needs_shared
 
 PAYLOAD = b"weights " * 5000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - keeps pytest output clean
-        pass
 
 
 @pytest.fixture
@@ -30,16 +23,8 @@ def server(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     (served / "model.pth").write_bytes(PAYLOAD)
-    handler = functools.partial(_QuietHandler, directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(served, 0) as base:
+        yield base
 
 
 def leftovers(folder):

@@ -6,13 +6,11 @@ repository's own paths, exactly as raw.githubusercontent.com serves them at the 
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
-import http.server
 import json
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from topkshape.paper_data import (
     load_manifest,
     part_files,
 )
+from topkshape.smoke.server import serving
 from conftest import needs_shared
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
@@ -43,11 +42,6 @@ STYLE_NAMES = {
 }
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # keeps pytest output clean
-        pass
-
-
 def repository_tree(root: Path, copy: tuple[str, ...] = ()) -> Path:
     """The shared copies under the repository's paths: links, or copies for the folders in ``copy``."""
     for there, here in REPO_FOLDERS.items():
@@ -63,21 +57,8 @@ def repository_tree(root: Path, copy: tuple[str, ...] = ()) -> Path:
 @pytest.fixture
 def serve():
     """Start an HTTP server on 127.0.0.1 (port 0) for a folder; yields a function folder -> base URL."""
-    servers = []
-
-    def start(folder: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(folder))
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        servers.append((httpd, thread))
-        return f"http://127.0.0.1:{httpd.server_address[1]}"
-
-    yield start
-    for httpd, thread in servers:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with contextlib.ExitStack() as servers:
+        yield lambda folder: servers.enter_context(serving(folder, 0))
 
 
 def test_manifest_pins_every_published_file():

@@ -200,24 +200,14 @@ def test_missing_imagenet_folder_is_named(tmp_path):
 @pytest.fixture
 def weight_server(tmp_path):
     """Random AdaIN weights served over HTTP on 127.0.0.1 (stands in for the release files)."""
-    import functools
-    import http.server
-    import threading
-
     from topkshape.download import sha256_of
+    from topkshape.smoke.server import serving
 
     folder = tmp_path / "served"
     encoder, decoder = save_random_adain_weights(folder / "vgg_normalised.pth", folder / "decoder.pth")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield {"encoder_url": f"{base}/vgg_normalised.pth", "decoder_url": f"{base}/decoder.pth",
-           "encoder_sha256": sha256_of(encoder), "decoder_sha256": sha256_of(decoder)}
-    server.shutdown()
-    server.server_close()
+    with serving(folder, 0) as base:
+        yield {"encoder_url": f"{base}/vgg_normalised.pth", "decoder_url": f"{base}/decoder.pth",
+               "encoder_sha256": sha256_of(encoder), "decoder_sha256": sha256_of(decoder)}
 
 
 def _adain_config(work, root, adain):
