@@ -29,7 +29,7 @@ from workflow_support import (
 
 # The report's own files, which copy_workflow does not (yet) carry.
 REPORT_FILES = ("report", "environment.yml")
-TARGETS = ("table1", "mask_dynamics", "environment")
+TARGETS = ("table1", "mask_dynamics", "environment", "atlas_report")
 # Report items of those targets: (output file name, caption file), by reading rules/*.smk.
 EXPECTED_ITEMS = {
     "table1.csv": "table1.rst",
@@ -37,6 +37,8 @@ EXPECTED_ITEMS = {
     "table1_training_curves.png": "table1_training_curves.rst",
     "topk_mask_dynamics.png": "topk_mask_dynamics.rst",
     "environment.txt": "environment.rst",
+    "shape_bias_atlas.csv": "shape_bias_atlas.rst",
+    "shape_bias_atlas.png": "shape_bias_atlas_figure.rst",
 }
 
 
@@ -84,7 +86,7 @@ def test_report_data_carries_each_caption_and_category(report_zip):
     workdir, archive = report_zip
     data = _report_text(archive)
     assert "System Message" not in data, "a caption or the description is invalid reStructuredText"
-    for category in ("Table 1", "Figures 2-3, 8", "Provenance"):
+    for category in ("Table 1", "Figures 2-3, 8", "Provenance", "Atlas"):
         assert category in data
     # A sentence of each caption, as its .rst says it (Jinja lines aside).
     for caption in EXPECTED_ITEMS.values():
