@@ -100,6 +100,18 @@ def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module
     return model
 
 
+def load_weights_file(model: nn.Module, path: str | os.PathLike) -> None:
+    """A state-dict file (or a checkpoint holding one under ``state_dict``/``model``) into ``model``,
+    weights-only and strictly; one-line errors naming the file."""
+    state = load_torch_file(path, "weights file")
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping):
+        raise InputDataError(f"weights file {path} holds no state dict")
+    load_state_strict(model, state, f"weights file {path}")
+
+
 def with_weights(build: Callable[..., nn.Module], weights: Any, **kwargs: Any) -> nn.Module:
     """``build(weights=...)`` for a weights name or None; a file path builds untrained then loads it."""
     if isinstance(weights, (str, os.PathLike)) and not is_weights_name(str(weights)):

@@ -40,7 +40,7 @@ from torchvision.transforms import functional as TF
 
 from topkshape.checkpoint import load_state_strict
 from topkshape.errors import ConfigError, InputDataError
-from topkshape.pretrained import is_weights_file
+from topkshape.pretrained import is_weights_file, load_weights_file
 
 SOURCES: tuple[str, ...] = ("torchvision", "timm", "python")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -225,9 +225,7 @@ def _load_file(model: nn.Module, path: str, pinned: str | None) -> str:
             raise InputDataError(f"weights file {path} is unreadable ({type(error).__name__}: {str(error)[:160]})") from None
         load_state_strict(model, state, f"weights file {path}")
     else:
-        from topkshape.shape_bias.evaluate import load_weights
-
-        load_weights(model, path)
+        load_weights_file(model, path)
     return digest
 
 

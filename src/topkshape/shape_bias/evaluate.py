@@ -274,15 +274,9 @@ def topk_summary(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 def load_weights(model: nn.Module, weights_file: str | Path) -> None:
     """A state dict file (or a checkpoint holding one under ``state_dict``/``model``), weights-only."""
-    from topkshape.checkpoint import load_state_strict, load_torch_file
+    from topkshape.pretrained import load_weights_file
 
-    state = load_torch_file(weights_file, "weights file")
-    for key in ("state_dict", "model"):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise InputDataError(f"weights file {weights_file} holds no state dict")
-    load_state_strict(model, state, f"weights file {weights_file}")
+    load_weights_file(model, weights_file)
 
 
 def torchvision_classifier(arch: str, weights: str | None) -> nn.Module:
