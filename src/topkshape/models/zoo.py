@@ -123,10 +123,6 @@ class LoadedModel:
                 "prefix_tokens": self.prefix_tokens, "preprocessing": self.preprocessing.as_record()}
 
 
-def looks_like_file(weights: str) -> bool:
-    return is_weights_file(weights)
-
-
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -176,7 +172,7 @@ def _torchvision_builder(name: str):
 
 def _build(name: ModelName, weights: str) -> nn.Module:
     """The network with the named pretrained weights, or untrained (``weights`` random or a file)."""
-    named = weights not in ("random",) and not looks_like_file(weights)
+    named = weights not in ("random",) and not is_weights_file(weights)
     if name.source == "torchvision":
         torchvision = _torchvision_builder(name.name)
         if named:
@@ -238,7 +234,7 @@ def preprocessing_of(name: ModelName, model: nn.Module, weights: str) -> Preproc
             enum = torchvision.models.get_model_weights(name.name)
         except ValueError:
             return IMAGENET_PREPROCESSING
-        member = enum.DEFAULT if weights in ("random", "DEFAULT") or looks_like_file(weights) else enum[weights]
+        member = enum.DEFAULT if weights in ("random", "DEFAULT") or is_weights_file(weights) else enum[weights]
         built_size = getattr(model, "image_size", None)  # torchvision ViTs are built for one input size
         if isinstance(built_size, int) and member.transforms().crop_size[0] != built_size:
             # Random or file weights in an architecture built at 224 px whose DEFAULT weights run at
@@ -272,7 +268,7 @@ def load_model(name: str | ModelName, weights: str = "DEFAULT", *, seed: int = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _build(parsed, weights)
-    if looks_like_file(weights):
+    if is_weights_file(weights):
         digest = _load_file(model, weights, sha256)
     else:
         if sha256:

@@ -25,7 +25,7 @@ import torch
 from topkshape.atomic import atomic_file
 from topkshape.errors import ConfigError
 from topkshape.models.placement import probe, resolve_placement
-from topkshape.models.zoo import STIMULUS_SIZE, load_model, looks_like_file, parse_model_name
+from topkshape.models.zoo import STIMULUS_SIZE, load_model, parse_model_name
 from topkshape.shape_bias.evaluate import load_stimuli
 from topkshape.shape_bias.run import sweep_settings
 
@@ -43,10 +43,6 @@ class AtlasEntry:
     seed: int = 0
     placement: str = "stages"
     weights_sha256: str | None = None
-
-    @property
-    def weights_file(self) -> str | None:
-        return self.weights if looks_like_file(self.weights) else None
 
 
 def atlas_entries(entries: Sequence[Mapping[str, Any]]) -> list[AtlasEntry]:
