@@ -98,6 +98,7 @@ include: "rules/shape_bias.smk"
 include: "rules/atlas.smk"
 include: "rules/texture.smk"
 include: "rules/gan.smk"
+include: "rules/robustness.smk"
 
 
 # Tables, reports, figures, downloads and the environment record run where Snakemake runs, never
@@ -109,6 +110,8 @@ localrules:
     gan_all,
     environment,
     table1,
+    table1b,
+    shape_bias_vs_robustness,
     table2,
     shape_bias_report,
     atlas_stimuli,
@@ -129,6 +132,8 @@ rule all:
         f"{RESULTS}/environment.txt",
         DATA_TARGETS,
         rules.table1.output,
+        rules.table1b.output if config["robustness"]["corruptions"]["enabled"] else [],
+        rules.shape_bias_vs_robustness.output if config["robustness"]["corruptions"]["enabled"] else [],
         rules.shape_bias_report.output,
         rules.atlas_report.output if config["shape_bias"]["atlas"] else [],
         rules.texture_synthesis.output,

@@ -47,13 +47,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_data(root: Path, subset: str, classes: list[str], synthetic: dict, stylize: dict) -> Path:
     """The subset (with its diagnostic sets) and its cue-conflict set, built by the data rules' own
     functions (same seeds as the workflow), once per settings (the folder name holds them)."""
-    key = "_".join(f"{k}{v}" for k, v in sorted(synthetic.items())) + f"_cc{stylize['per_class']}"
+    key = "_".join(f"{k}{v}" for k, v in sorted(synthetic.items()) if k != "home_textures") + f"_cc{stylize['per_class']}"
+    key += f"_homes{key_of(synthetic['home_textures'])}" if synthetic.get("home_textures") else ""
     folder = root / key / f"{subset}-{'-'.join(classes)}"  # the classes too: a config may rename a subset's classes
     if not (folder / "train").is_dir():
         make_subset(subset, classes, folder, source="synthetic", options=synthetic, progress=False)
     stylized = folder.parent / f"{folder.name}-stylized"
     if not stylized.is_dir():
-        make_stylized(subset, classes, folder, stylized, options=stylize, image_size=synthetic["image_size"], progress=False)
+        make_stylized(subset, classes, folder, stylized, options=stylize, image_size=synthetic["image_size"],
+                      home_textures=synthetic.get("home_textures"), progress=False)
     return folder
 
 
@@ -139,12 +141,30 @@ def report(frame: pd.DataFrame) -> None:
         chance = chance_tests(runs).query("set == 'shape_only'").set_index(["subset", "variant"])
         table["shape_only_p"] = chance["p"]
     print(table.round(4).to_string())
+    if "shape_only_acc" in frame:
+        print(markdown_table(frame, table))
     print(f"lowest final clean accuracy: {frame['clean_acc'].min() * 100:.1f}% "
           f"({frame.loc[frame['clean_acc'].idxmin(), ['subset', 'variant', 'seed']].to_dict()})")
     print("every run >= 90%:", bool((frame["clean_acc"] >= 0.9).all()),
           "| every std <= 3 points:", bool((table["std"] <= 3).all()),
           "| every baseline's shape-only accuracy above chance (p < 0.05):",
-          bool(len(runs) and (table.xs("baseline", level="variant")["shape_only_p"] < 0.05).all()))
+          bool(len(runs) and "baseline" in table.index.get_level_values("variant")
+               and (table.xs("baseline", level="variant")["shape_only_p"] < 0.05).all()))
+
+
+def markdown_table(frame: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The README's table: per subset and variant, clean accuracy (mean ± std, minimum), the pooled
+    shape-only accuracy with its binomial p against chance, texture-only and stylized accuracy (%)."""
+    grouped = frame.groupby(["subset", "variant"])
+    stylized = grouped["stylized_acc"].mean() * 100
+    lines = ["| subset | variant | runs | clean % mean ± std (min) | shape-only % (pooled, p vs chance) | texture-only % | stylized % |",
+             "|---|---|---|---|---|---|---|"]
+    for (subset, variant), row in table.iterrows():
+        p = row["shape_only_p"]
+        p_text = "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+        lines.append(f"| {subset} | {variant} | {int(row['n'])} | {row['mean']:.2f} ± {row['std']:.2f} ({row['min']:.1f}) "
+                     f"| {row['shape_only']:.1f} ({p_text}) | {row['texture_only']:.1f} | {stylized[(subset, variant)]:.1f} |")
+    return "\n".join(lines)
 
 
 def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
@@ -166,10 +186,10 @@ def gan_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
     gan["snapshot_every"] = args.gan_snapshot_every  # snapshots copy the EMA generator; training is the same
     fewshot, cls = next(iter(full["data"]["fewshot"].items()))
     synthetic = full["data"]["synthetic"]
-    images = Path(args.workdir) / f"fewshot_{cls}_{synthetic['image_size']}"
+    images = Path(args.workdir) / f"fewshot_{cls}_{synthetic['image_size']}_{synthetic['home_textures'].get(cls, 'home')}"
     if not images.is_dir():
         write_fewshot_set(images, cls, count=full["data"]["fewshot_images"], image_size=synthetic["image_size"],
-                          seed=synthetic["seed"], progress=False)
+                          home_textures=synthetic["home_textures"], seed=synthetic["seed"], progress=False)
     rows = []
     for variant in args.gan_variants:
         for seed in args.seeds:

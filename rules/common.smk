@@ -31,9 +31,14 @@ def stop_if_unpinned(*keys, outputs=()):
 
 # Data stage (rules/data.smk).
 
-def data_options(source):
-    """The options section of a data source (only its own values are a job's params)."""
-    return DATA_CFG["synthetic"] if source == "synthetic" else DATA_CFG["imagenet"]
+def subset_options(subset):
+    """The options section of the data source (only its own values are a job's params); of the
+    home-texture overrides only the subset's own classes', so editing another subset's reruns nothing here."""
+    if DATA_CFG["source"] != "synthetic":
+        return DATA_CFG["imagenet"]
+    options = {key: value for key, value in DATA_CFG["synthetic"].items() if key != "home_textures"}
+    homes = own_home_textures(DATA_CFG["subsets"][subset])
+    return {**options, "home_textures": homes} if homes else options
 
 
 def fewshot_param(value):
@@ -41,10 +46,11 @@ def fewshot_param(value):
     return lambda wildcards: None if wildcards.fewshot in PAPER_FEWSHOT else value(wildcards)
 
 
-def fewshot_options():
-    """What building a few-shot set reads: not the subsets' counts or texture correlation."""
+def fewshot_options(cls):
+    """What building a few-shot set of class ``cls`` reads: not the subsets' counts or texture correlation."""
     if DATA_CFG["source"] == "synthetic":
-        return {key: DATA_CFG["synthetic"][key] for key in ("image_size", "seed")}
+        homes = own_home_textures([cls])
+        return {**{key: DATA_CFG["synthetic"][key] for key in ("image_size", "seed")}, **({"home_textures": homes} if homes else {})}
     return {key: value for key, value in DATA_CFG["imagenet"].items() if key != "max_train_per_class"}
 
 
@@ -93,6 +99,20 @@ def fewshot_inputs(wildcards):
     """A few-shot set taken from the paper's published data reads its verified folder."""
     paper_set = PAPER_FEWSHOT.get(wildcards.fewshot)
     return {"paper": downloaded(f"{PAPER_DATA}/{fewshot_part(paper_set)}")} if paper_set else {}
+
+
+def stylized_home_textures(subset):
+    """The home-texture overrides a texture-swap cue-conflict set of ``subset`` wears (None: the built-in
+    pairing, or AdaIN): only its own classes', so another subset's edit reruns nothing here."""
+    if USES_ADAIN:
+        return None
+    return own_home_textures(DATA_CFG["subsets"][subset]) or None
+
+
+def own_home_textures(classes):
+    """The ``data.synthetic.home_textures`` entries of these classes (a job's param holds only these)."""
+    overrides = DATA_CFG["synthetic"]["home_textures"]
+    return {cls: overrides[cls] for cls in classes if cls in overrides}
 
 
 def stylized_options():

@@ -23,7 +23,7 @@ rule subset:
     params:
         source=DATA_CFG["source"],
         classes=lambda wildcards: DATA_CFG["subsets"][wildcards.subset],
-        options=data_options(DATA_CFG["source"]),
+        options=lambda wildcards: subset_options(wildcards.subset),
         imagenet_root=config["imagenet_root"] if DATA_CFG["source"] == "imagenet" else None,
     log:
         f"{LOGS}/data/subset_{{subset}}.log",
@@ -48,7 +48,7 @@ rule fewshot:
         source=fewshot_param(lambda wildcards: DATA_CFG["source"]),
         cls=fewshot_param(lambda wildcards: DATA_CFG["fewshot"][wildcards.fewshot]),
         images=fewshot_param(lambda wildcards: DATA_CFG["fewshot_images"]),
-        options=fewshot_param(lambda wildcards: fewshot_options()),
+        options=fewshot_param(lambda wildcards: fewshot_options(DATA_CFG["fewshot"][wildcards.fewshot])),
         imagenet_root=fewshot_param(lambda wildcards: config["imagenet_root"] if DATA_CFG["source"] == "imagenet" else None),
         paper_set=lambda wildcards: PAPER_FEWSHOT.get(wildcards.fewshot),
         paper_images=lambda wildcards: DATA_CFG["paper_fewshot_images"] if wildcards.fewshot in PAPER_FEWSHOT else None,
@@ -126,6 +126,7 @@ rule stylized:
         classes=lambda wildcards: DATA_CFG["subsets"][wildcards.subset],
         stylize=stylized_options(),
         image_size=DATA_CFG["synthetic"]["image_size"] if not USES_ADAIN else None,
+        home_textures=lambda wildcards: stylized_home_textures(wildcards.subset),
         style_dir=style_folder() if USES_ADAIN else None,
         encoder=adain_weight_paths()[0] if USES_ADAIN else None,
         decoder=adain_weight_paths()[1] if USES_ADAIN else None,

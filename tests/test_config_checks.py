@@ -362,3 +362,36 @@ def test_paper_fewshot_key_without_a_fewshot_set_is_rejected_naming_it():
     config["data"]["paper_fewshot"] = {"jeeep": "jeep"}
     with pytest.raises(ConfigError, match=r"data\.paper_fewshot\.jeeep.*no few-shot set"):
         validate_config(config, check_paths=False)
+
+
+# --- home textures (data.synthetic.home_textures) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "homes,colours,message",
+    [
+        ({"blob": "dots"}, "class", "config key 'data.synthetic.home_textures.blob': unknown shape class 'blob'; choose from"),
+        ({"disk": "velvet"}, "class", "config key 'data.synthetic.home_textures.disk': unknown texture 'velvet'; choose from"),
+        ({"disk": "checkers"}, "class",
+         "config key 'data.synthetic.home_textures': subset S1: 'square' wears 'checkers', the texture of 'disk' ('checkers')"),
+        ({"disk": "dense_stripes", "square": "stripes"}, "permuted",
+         "config key 'data.synthetic.home_textures': subset S1: 'square' wears 'stripes', the pattern of 'disk' ('dense_stripes'): "
+         "a subset's home textures must differ in pattern with permuted colours"),
+    ],
+)
+def test_home_textures_name_known_classes_and_textures_and_tell_a_subsets_classes_apart(homes, colours, message):
+    config = changed(DEFAULT, data__subsets={"S1": ["disk", "square", "triangle"]}, data__synthetic__home_textures=homes,
+                     data__synthetic__texture_colours=colours)
+    assert error_of(config).startswith(message)
+
+
+def test_one_pattern_in_two_colours_names_two_classes_only_while_colours_are_kept():
+    config = changed(DEFAULT, data__subsets={"S1": ["disk", "square"], "S2": ["star", "heart"]}, data__synthetic__texture_colours="class",
+                     data__synthetic__home_textures={"disk": "dense_stripes", "square": "stripes"})
+    assert validate_config(config, check_paths=False)["data"]["synthetic"]["home_textures"] == {"disk": "dense_stripes", "square": "stripes"}
+
+
+def test_two_subsets_may_wear_the_same_textures():
+    config = changed(DEFAULT, data__subsets={"S1": ["disk", "square"], "S2": ["star", "heart"]},
+                     data__synthetic__home_textures={"star": "stripes", "heart": "checkers"})
+    validate_config(config, check_paths=False)

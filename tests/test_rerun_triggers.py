@@ -63,7 +63,7 @@ def test_editing_train_epochs_plans_every_training_job_and_table1(trained_workfl
 
 
 def test_editing_the_class_list_plans_the_subset_its_training_and_table1(trained_workflow):
-    plan = _plan_after_edit(trained_workflow, data__subsets={"S1": ["disk", "square", "star"]})
+    plan = _plan_after_edit(trained_workflow, data__subsets={"S1": ["disk", "square", "ellipse"]})
     assert plan.get("subset") == 1 and plan.get("train") == 3 and plan.get("table1") == 1
 
 
@@ -75,3 +75,10 @@ def test_editing_the_texture_shortcut_strength_plans_the_data_and_training(train
 def test_editing_an_unrelated_value_plans_no_training_job(trained_workflow):
     assert _plan_after_edit(trained_workflow, shape_bias__bootstrap_samples=77) == {}
     assert _plan_after_edit(trained_workflow, gan__iterations=3) == {}
+
+
+def test_editing_a_home_texture_plans_the_subsets_that_wear_it_only(trained_workflow):
+    plan = _plan_after_edit(trained_workflow, data__synthetic__home_textures={"disk": "grid"})
+    assert plan.get("subset") == 1 and plan.get("stylized") == 1 and plan.get("train") == 3
+    # A class of no subset here (the few-shot set's hexagon is not in table1's DAG): nothing to redo.
+    assert _plan_after_edit(trained_workflow, data__synthetic__home_textures={"hexagon": "grid"}) == {}

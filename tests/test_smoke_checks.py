@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from topkshape.smoke.checks import PAPER_RULES, SmokeCheckError, check_shape_bias, check_summary, check_table1, check_table2
+from topkshape.smoke.checks import PAPER_RULES, SmokeCheckError, check_shape_bias, check_summary, check_table1, check_table1b, check_table2
 from topkshape.smoke.imagenet_tree import write_imagenet_tree
 from topkshape.smoke.server import serving
 from topkshape.smoke.served_files import downloads_overlay
@@ -151,3 +151,18 @@ def test_stage_times_add_up_each_rules_jobs_and_their_shares(tmp_path):
     assert table.loc["gan_eval", "job_seconds"] == 20.0 and table.loc["train", "longest"] == 100.0
     assert list(table.index) == ["train", "gan_train", "gan_eval"]
     assert abs(table["share"].sum() - 1) < 1e-12 and table.loc["train", "share"] == 0.5
+
+
+def test_table1b_check_wants_every_models_corruptions_and_severities_and_the_correlations(tmp_path):
+    corruptions = {"names": ["fog", "snow"], "severities": [3]}
+    variants = ("baseline", "topk", "topk_mean_rpl")
+    rows = [{"subset": "S1", "variant": v, "seed": 0, "corruption": c, "severity": 3, "correct": 1, "images": 2, "accuracy": 0.5}
+            for v in variants for c in corruptions["names"]]
+    pd.DataFrame(rows).to_csv(tmp_path / "corruption_accuracy.csv", index=False)
+    pd.DataFrame([{"subset": "S1", "variant": v, "metric": "mean_corruption_acc", "mean": 50.0, "std": 1.0, "n": 1} for v in variants]).to_csv(
+        tmp_path / "table1b.csv", index=False)
+    pd.DataFrame({"subset": ["S1", "all"], "rho": [0.1, 0.1]}).to_csv(tmp_path / "shape_bias_vs_robustness.csv", index=False)
+    check_table1b(tmp_path, ["S1"], corruptions)
+    pd.DataFrame(rows[1:]).to_csv(tmp_path / "corruption_accuracy.csv", index=False)  # baseline lacks fog
+    with pytest.raises(SmokeCheckError, match="S1 baseline lacks corruptions or severities"):
+        check_table1b(tmp_path, ["S1"], corruptions)

@@ -13,6 +13,7 @@ from PIL import Image
 from topkshape.data.shapes import SHAPES, TEXTURES, RenderSpec, render, render_texture
 from topkshape.data.synthetic import (
     HOME_TEXTURE,
+    resolve_home_textures,
     write_cue_conflict_set,
     write_fewshot_set,
     write_shape_subset,
@@ -166,3 +167,58 @@ def test_no_diagnostic_sets_unless_asked(tmp_path):
     counts = write_shape_subset(tmp_path / "s", CLASSES, image_size=16, train_per_class=2, val_per_class=1, progress=False)
     assert set(counts) == {"train", "val"} and not (tmp_path / "s" / "val_shape").exists()
 
+
+
+# S1's first three classes in S2's textures and the other way round: every image follows the overrides.
+SWAPPED = {"disk": "grid", "square": "zigzag", "triangle": "scales"}
+
+
+def test_home_texture_overrides_dress_every_set_that_wears_home_textures(tmp_path):
+    write_shape_subset(tmp_path / "s", CLASSES, image_size=16, train_per_class=30, val_per_class=2, diagnostic_per_class=4,
+                       texture_correlation=1.0, home_textures=SWAPPED, progress=False)
+    manifest = pd.read_csv(tmp_path / "s" / "manifest.csv")
+    dressed = manifest[manifest.split.isin(["train", "val", "val_texture"])]
+    assert (dressed["texture"] == dressed["label"].map(SWAPPED)).all() and len(dressed) == 3 * (30 + 2 + 4)
+    # The shape-only images avoid the overriding patterns, and may now wear the built-in homes of these classes.
+    neutral = set(manifest.loc[manifest.split == "val_shape", "texture"])
+    assert not {TEXTURES[t][0] for t in neutral} & {TEXTURES[t][0] for t in SWAPPED.values()}
+    assert neutral & {HOME_TEXTURE[c] for c in CLASSES}
+    table = write_cue_conflict_set(tmp_path / "cc", CLASSES, image_size=16, per_class=2, home_textures=SWAPPED, progress=False)
+    assert (table["style"] == table["texture_label"].map(SWAPPED)).all()
+    record = json.loads((tmp_path / "cc" / "manifest.json").read_text())
+    assert record["settings"]["home_textures"] == SWAPPED  # the set's identity changes with its textures
+    write_fewshot_set(tmp_path / "fs", "square", count=3, image_size=16, home_textures=SWAPPED, progress=False)
+    assert set(pd.read_csv(tmp_path / "fs" / "manifest.csv")["texture"]) == {"zigzag"}
+
+
+def test_overrides_change_only_the_classes_they_name(tmp_path):
+    assert resolve_home_textures({"disk": "grid"}) == {**HOME_TEXTURE, "disk": "grid"}
+    assert resolve_home_textures(None) == HOME_TEXTURE == resolve_home_textures({})
+    plain = dict(image_size=16, train_per_class=3, val_per_class=1, diagnostic_per_class=2, seed=4, progress=False)
+    write_shape_subset(tmp_path / "a", CLASSES, **plain)
+    write_shape_subset(tmp_path / "b", CLASSES, home_textures={"star": "dots"}, **plain)  # no class of this subset
+    assert (tmp_path / "a" / "manifest.csv").read_bytes() == (tmp_path / "b" / "manifest.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "homes,colours,message",
+    [
+        ({"disk": "velvet"}, "class", r"^home_textures: unknown texture 'velvet' for 'disk'; choose from"),
+        ({"blob": "dots"}, "class", r"^home_textures: unknown shape class 'blob'; choose from"),
+        ({"disk": "checkers"}, "class", r"^home_textures: 'square' wears 'checkers', the texture of 'disk' \('checkers'\)"),
+        ({"disk": "dense_stripes"}, "permuted", r"^home_textures: .*the pattern of 'disk' \('dense_stripes'\).* differ in pattern"),
+    ],
+)
+def test_home_textures_that_cannot_name_the_classes_stop_before_writing(tmp_path, homes, colours, message):
+    classes = ["disk", "square", "triangle"] if colours == "class" else ["disk", "square", "heart"]
+    if colours == "permuted":
+        homes = {**homes, "heart": "stripes"}
+    with pytest.raises(ConfigError, match=message):
+        write_shape_subset(tmp_path / "x", classes, texture_colours=colours, home_textures=homes, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_subset_of_every_class_has_no_neutral_texture_for_shape_only_images(tmp_path):
+    with pytest.raises(ConfigError, match="^diagnostic_per_class: no texture is left"):
+        write_shape_subset(tmp_path / "x", list(SHAPES), diagnostic_per_class=1, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -31,6 +31,8 @@ TINY_DEFAULT = dict(
     # The atlas job (a random ImageNet classifier on 16 generated stimuli): SqueezeNet, the smallest torchvision net.
     shape_bias__atlas=[{"name": "tiny_random", "model": "torchvision:squeezenet1_1", "weights": "random", "placement": "stages"}],
     shape_bias__atlas_stimuli={"source": "generated", "per_category": 1},
+    # Table 1b on 3 corruptions x 2 severities of one image per class (glass_blur's JIT compile alone takes ~8 s).
+    robustness__corruptions={"per_class": 1, "severities": [1, 5], "names": ["gaussian_noise", "defocus_blur", "contrast"]},
 )
 
 

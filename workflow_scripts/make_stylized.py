@@ -12,6 +12,7 @@ with rule_logging(sm.log[0], "stylized", gpus=sm.resources.get("gpu", 0)):
         sm.output[0],
         options=sm.params.stylize,
         image_size=sm.params.image_size,
+        home_textures=sm.params.home_textures,
         style_dir=sm.params.style_dir,
         encoder_path=sm.params.encoder,
         decoder_path=sm.params.decoder,

@@ -330,6 +330,7 @@ def _data_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
         size, train_size = data["synthetic"]["image_size"], config["train"]["image_size"]
         if train_size > size:
             yield f"config key 'train.image_size': {train_size} is larger than data.synthetic.image_size {size}"
+        yield from _home_texture_problems(data)
     for name in data.get("paper_fewshot") or {}:
         if name not in data["fewshot"]:
             yield (f"config key 'data.paper_fewshot.{name}': no few-shot set {name!r} in data.fewshot "
@@ -338,6 +339,27 @@ def _data_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
     if check_paths and stylize["styles"] not in ("builtin", "paper_data") and not Path(stylize["styles"]).is_dir():
         yield f"config key 'stylize.styles': style image folder not found: {stylize['styles']}"
 
+
+
+def _home_texture_problems(data: Mapping[str, Any]) -> Iterator[str]:
+    """``data.synthetic.home_textures``: known classes and textures, and within each subset home textures
+    that tell its classes apart (by pattern alone with permuted colours)."""
+    from topkshape.data.shapes import TEXTURES
+    from topkshape.data.synthetic import HOME_TEXTURE, home_texture_problem
+
+    synthetic = data["synthetic"]
+    overrides = synthetic["home_textures"]
+    for cls, texture in overrides.items():
+        if cls not in SHAPES:
+            yield f"config key 'data.synthetic.home_textures.{cls}': unknown shape class {cls!r}; choose from {sorted(SHAPES)}"
+        elif texture not in TEXTURES:
+            yield f"config key 'data.synthetic.home_textures.{cls}': unknown texture {texture!r}; choose from {sorted(TEXTURES)}"
+    homes = {**HOME_TEXTURE, **{c: t for c, t in overrides.items() if c in SHAPES and t in TEXTURES}}
+    for name, classes in data["subsets"].items():
+        if all(c in SHAPES for c in classes):
+            problem = home_texture_problem(classes, homes, permuted=synthetic["texture_colours"] == "permuted")
+            if problem:
+                yield f"config key 'data.synthetic.home_textures': subset {name}: {problem}"
 
 def _input_size_problem(key: str, arch: str, size: int) -> str | None:
     multiple = SIZE_MULTIPLE.get(arch)

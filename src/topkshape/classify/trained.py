@@ -49,3 +49,17 @@ def load_trained_classifier(
     model.load_state_dict(state["model"])
     model.image_size = settings["image_size"]
     return model, list(state["classes"])
+
+
+def load_as_trained(checkpoint: str | Path) -> tuple[nn.Module, list[str]]:
+    """A Table 1 model from its ``model.pt`` as it was trained: its variant's Top-K layers (fraction,
+    mode, ties) in place, so that it is evaluated as Table 1 reports it. ``image_size`` as above."""
+    from topkshape.classify.train import TrainSettings, build_classifier
+
+    state = trained_classifier_state(checkpoint)
+    fields = {name: value for name, value in state["settings"].items() if name in TrainSettings.__dataclass_fields__}
+    settings = TrainSettings(**fields)
+    model = build_classifier(settings, len(state["classes"]))
+    model.load_state_dict(state["model"])
+    model.image_size = settings.image_size
+    return model, list(state["classes"])

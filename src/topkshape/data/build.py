@@ -45,6 +45,7 @@ def make_subset(name: str, classes: Sequence[str], out_dir: str | Path, *, sourc
             diagnostic_per_class=options["diagnostic_per_class"],
             texture_correlation=options["texture_correlation"],
             texture_colours=options["texture_colours"],
+            home_textures=options.get("home_textures"),
             seed=options["seed"] + _stable_offset(name),
             threads=threads,
             progress=progress,
@@ -73,6 +74,7 @@ def make_fewshot(name: str, cls: str | None, out_dir: str | Path, *, source: str
             cls,
             count=count,
             image_size=options["image_size"],
+            home_textures=options.get("home_textures"),
             seed=options["seed"],
             threads=threads,
             progress=progress,
@@ -153,6 +155,7 @@ def make_stylized(
     *,
     options: Mapping[str, Any],
     image_size: int | None = None,
+    home_textures: Mapping[str, str] | None = None,
     style_dir: str | Path | None = None,
     encoder_path: str | Path | None = None,
     decoder_path: str | Path | None = None,
@@ -162,7 +165,7 @@ def make_stylized(
     """The stylized evaluation set of subset ``name``: ``<class>/<image>``, ``styles.csv``, ``manifest.json``.
 
     ``options`` is the ``stylize`` config section. ``texture_swap`` renders the cue-conflict
-    set at ``image_size`` (``data.synthetic.image_size``); ``adain`` stylizes ``subset_dir/val``
+    set at ``image_size`` in the ``home_textures`` (``data.synthetic``'s); ``adain`` stylizes ``subset_dir/val``
     with the style images of ``style_dir`` and the given weights.
     """
     method = options["method"]
@@ -174,6 +177,7 @@ def make_stylized(
             classes,
             image_size=image_size,
             per_class=options["per_class"],
+            home_textures=home_textures,
             seed=options["seed"] + _stable_offset(name),
             threads=threads,
             progress=progress,

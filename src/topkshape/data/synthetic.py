@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +24,44 @@ from topkshape.data.shapes import SHAPES, TEXTURES, RenderSpec, render
 from topkshape.errors import ConfigError
 
 HOME_TEXTURE: dict[str, str] = dict(zip(SHAPES, TEXTURES))
-"""Each shape class's own texture: the i-th texture for the i-th shape."""
+"""Each shape class's own texture by default: the i-th texture for the i-th shape."""
+
+
+def resolve_home_textures(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every class's home texture: the built-in pairing with ``overrides`` (``data.synthetic.home_textures``)
+    applied, so two subsets can wear the same well-separated textures."""
+    for cls, texture in (overrides or {}).items():
+        if cls not in SHAPES:
+            raise ConfigError(f"home_textures: unknown shape class {cls!r}; choose from {sorted(SHAPES)}")
+        if texture not in TEXTURES:
+            raise ConfigError(f"home_textures: unknown texture {texture!r} for {cls!r}; choose from {sorted(TEXTURES)}")
+    return {**HOME_TEXTURE, **(overrides or {})}
+
+
+def home_texture_problem(classes: Sequence[str], homes: Mapping[str, str], *, permuted: bool) -> str | None:
+    """Why these classes' home textures cannot name them (one line), or None.
+
+    Two classes of a subset in one texture are told apart by nothing; with ``permuted`` colours
+    a texture is only its pattern, so two textures with one pattern (stripes, dense_stripes) collide too.
+    """
+    seen: dict[object, str] = {}
+    for cls in classes:
+        texture = homes[cls]
+        key = TEXTURES[texture][0] if permuted else texture
+        if key in seen:
+            what = "the pattern of" if permuted and homes[seen[key]] != texture else "the texture of"
+            return (f"{cls!r} wears {texture!r}, {what} {seen[key]!r} ({homes[seen[key]]!r}): a subset's home "
+                    f"textures must differ{' in pattern with permuted colours' if permuted else ''}")
+        seen[key] = cls
+    return None
+
+
+def _checked_homes(classes: Sequence[str], overrides: Mapping[str, str] | None, *, permuted: bool) -> dict[str, str]:
+    homes = resolve_home_textures(overrides)
+    problem = home_texture_problem(classes, homes, permuted=permuted)
+    if problem:
+        raise ConfigError(f"home_textures: {problem}")
+    return homes
 
 
 TEXTURE_COLOURS = ("class", "permuted")
@@ -57,11 +94,12 @@ def _write_images(jobs: list[tuple[Path, RenderSpec]], threads: int, desc: str, 
         return list(tqdm(pool.map(work, jobs), total=len(jobs), desc=desc, disable=None if progress else True, leave=False))
 
 
-def training_texture(cls: str, classes: Sequence[str], correlation: float, rng: np.random.Generator) -> str:
+def training_texture(cls: str, classes: Sequence[str], correlation: float, rng: np.random.Generator,
+                     homes: Mapping[str, str] = HOME_TEXTURE) -> str:
     """The home texture with probability ``correlation``, else another class's texture."""
     if rng.uniform() < correlation:
-        return HOME_TEXTURE[cls]
-    others = [HOME_TEXTURE[c] for c in classes if c != cls]
+        return homes[cls]
+    others = [homes[c] for c in classes if c != cls]
     return others[int(rng.integers(len(others)))]
 
 
@@ -69,18 +107,18 @@ SHAPE_ONLY, TEXTURE_ONLY = "val_shape", "val_texture"
 """The diagnostic validation splits: which cue a network has learned, one cue at a time."""
 
 
-def neutral_textures(classes: Sequence[str]) -> list[str]:
+def neutral_textures(classes: Sequence[str], homes: Mapping[str, str] = HOME_TEXTURE) -> list[str]:
     """Textures that tell none of ``classes`` apart: no class's home texture, nor its pattern in other colours."""
-    home_patterns = {TEXTURES[HOME_TEXTURE[c]][0] for c in classes}
+    home_patterns = {TEXTURES[homes[c]][0] for c in classes}
     return [name for name, (pattern, _, _) in TEXTURES.items() if pattern not in home_patterns]
 
 
-def _diagnostic_cues(split: str, cls: str, i: int, neutral: Sequence[str]) -> tuple[str | None, str]:
+def _diagnostic_cues(split: str, cls: str, i: int, neutral: Sequence[str], homes: Mapping[str, str]) -> tuple[str | None, str]:
     """(shape, texture) of a diagnostic image: the class's shape in a neutral texture (shape-only),
     or its home texture with no shape (texture-only)."""
     if split == SHAPE_ONLY:
         return cls, neutral[i % len(neutral)]
-    return None, HOME_TEXTURE[cls]
+    return None, homes[cls]
 
 
 def write_shape_subset(
@@ -93,6 +131,7 @@ def write_shape_subset(
     diagnostic_per_class: int = 0,
     texture_correlation: float = 0.9,
     texture_colours: str = "class",
+    home_textures: Mapping[str, str] | None = None,
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
@@ -103,6 +142,7 @@ def write_shape_subset(
     to no class) and ``val_texture/`` (each class's home texture filling the frame, no shape).
     ``texture_colours``: ``class`` = each texture in its own two colours; ``permuted`` = their RGB
     channels permuted per image, so a texture is its pattern (colour alone no longer names the class).
+    ``home_textures``: class -> texture overrides of the built-in pairing (:func:`resolve_home_textures`).
     """
     check_classes(classes)
     if not 0.0 <= texture_correlation <= 1.0:
@@ -110,6 +150,7 @@ def write_shape_subset(
     if texture_colours not in TEXTURE_COLOURS:
         raise ConfigError(f"texture_colours must be one of {list(TEXTURE_COLOURS)}, got {texture_colours!r}")
     permute = texture_colours == "permuted"
+    homes = _checked_homes(classes, home_textures, permuted=permute)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         rows, jobs = [], []
@@ -117,15 +158,18 @@ def write_shape_subset(
             for cls in classes:
                 for i in range(count):
                     image_seed = _image_seed(seed, split, cls, i)
-                    texture = training_texture(cls, classes, texture_correlation, np.random.default_rng(image_seed + 1))
+                    texture = training_texture(cls, classes, texture_correlation, np.random.default_rng(image_seed + 1), homes)
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
                     jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, image_seed, permute)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
-        neutral = neutral_textures(classes)
+        neutral = neutral_textures(classes, homes)
+        if diagnostic_per_class > 0 and not neutral:
+            raise ConfigError(f"diagnostic_per_class: no texture is left that belongs to none of {list(classes)} "
+                              "for the shape-only images; set it to 0 or use fewer classes")
         for split in (SHAPE_ONLY, TEXTURE_ONLY) if diagnostic_per_class > 0 else ():
             for cls in classes:
                 for i in range(diagnostic_per_class):
-                    shape, texture = _diagnostic_cues(split, cls, i, neutral)
+                    shape, texture = _diagnostic_cues(split, cls, i, neutral, homes)
                     rel = f"{split}/{cls}/{cls}_{i:05d}.png"
                     jobs.append((tmp / rel, RenderSpec(shape, texture, image_size, _image_seed(seed, split, cls, i), permute)))
                     rows.append({"path": rel, "label": cls, "split": split, "texture": texture})
@@ -145,6 +189,7 @@ def write_cue_conflict_set(
     *,
     image_size: int = 64,
     per_class: int = 40,
+    home_textures: Mapping[str, str] | None = None,
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
@@ -155,6 +200,7 @@ def write_cue_conflict_set(
     the class whose home texture it is, so texture decisions can be scored too.
     """
     check_classes(classes)
+    homes = _checked_homes(classes, home_textures, permuted=False)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         rows, jobs = [], []
@@ -163,9 +209,9 @@ def write_cue_conflict_set(
             for i in range(per_class):
                 texture_class = others[i % len(others)]
                 rel = f"{cls}/{cls}_{i:05d}-{texture_class}.png"
-                spec = RenderSpec(cls, HOME_TEXTURE[texture_class], image_size, _image_seed(seed, "conflict", cls, i))
+                spec = RenderSpec(cls, homes[texture_class], image_size, _image_seed(seed, "conflict", cls, i))
                 jobs.append((tmp / rel, spec))
-                rows.append({"image": rel, "label": cls, "style": HOME_TEXTURE[texture_class], "texture_label": texture_class})
+                rows.append({"image": rel, "label": cls, "style": homes[texture_class], "texture_label": texture_class})
         sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "styles.csv", index=False)
@@ -173,7 +219,8 @@ def write_cue_conflict_set(
         # What identifies this evaluation set for later jobs (the resume fingerprint reads manifest.json).
         manifest = {
             "method": "texture_swap",
-            "settings": {"classes": list(classes), "image_size": image_size, "per_class": per_class, "seed": seed},
+            "settings": {"classes": list(classes), "image_size": image_size, "per_class": per_class, "seed": seed,
+                         **({"home_textures": {c: homes[c] for c in classes}} if home_textures else {})},
             "files": {row["image"]: sha1 for row, sha1 in zip(rows, sha1s)},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -222,19 +269,21 @@ def write_fewshot_set(
     *,
     count: int = 100,
     image_size: int = 64,
+    home_textures: Mapping[str, str] | None = None,
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
 ) -> int:
     """``count`` training images of one class in its home texture (few-shot synthesis data)."""
     check_classes([cls, next(c for c in SHAPES if c != cls)])
+    texture = resolve_home_textures(home_textures)[cls]
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         jobs, rows = [], []
         for i in range(count):
             rel = f"train/{cls}/{cls}_{i:05d}.png"
-            jobs.append((tmp / rel, RenderSpec(cls, HOME_TEXTURE[cls], image_size, _image_seed(seed, "fewshot", cls, i))))
-            rows.append({"path": rel, "label": cls, "split": "train", "texture": HOME_TEXTURE[cls]})
+            jobs.append((tmp / rel, RenderSpec(cls, texture, image_size, _image_seed(seed, "fewshot", cls, i))))
+            rows.append({"path": rel, "label": cls, "split": "train", "texture": texture})
         sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
         pd.DataFrame(rows).assign(sha1=sha1s, status="ok").to_csv(tmp / "manifest.csv", index=False)
         _write_classes(tmp, [cls])

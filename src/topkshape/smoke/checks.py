@@ -22,7 +22,7 @@ from topkshape.errors import InputDataError
 PAPER_RULES = (
     "environment", "paper_data", "adain_weights", "pretrained_weights", "human_decisions", "reference_decisions",
     "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "cue_conflict_tie_spread", "shape_bias_report",
-    "atlas_eval", "atlas_report",
+    "atlas_eval", "atlas_report", "corrupted", "corruption_eval", "table1b", "shape_bias_vs_robustness",
     "texture_synthesis", "mask_dynamics", "gan_train", "gan_eval", "gan_mask_dynamics", "table2",
 )
 
@@ -81,6 +81,25 @@ def check_table1(tables: Path, subsets: Iterable[str]) -> None:
                 _require(len(rows) == 1, f"table1.csv has {len(rows)} rows for {subset} {variant} {metric}")
                 mean = float(rows["mean"].iloc[0])
                 _require(math.isfinite(mean) and 0 <= mean <= 100, f"table1.csv {subset} {variant} {metric}: {mean} is not a percentage")
+
+
+def check_table1b(tables: Path, subsets: Iterable[str], corruptions: dict) -> None:
+    """Every model's accuracy on every configured corruption and severity, and Table 1b's rows per subset and variant."""
+    accuracy = pd.read_csv(tables / "corruption_accuracy.csv")
+    cells = len(corruptions["names"]) * len(corruptions["severities"])
+    for subset in subsets:
+        for variant in ("baseline", "topk", "topk_mean_rpl"):
+            rows = accuracy[(accuracy.subset == subset) & (accuracy.variant == variant)]
+            _require(len(rows) and len(rows) % cells == 0 and set(rows.corruption) == set(corruptions["names"]),
+                     f"corruption_accuracy.csv: {subset} {variant} lacks corruptions or severities ({len(rows)} rows)")
+            _require(rows["accuracy"].between(0, 1).all(), f"corruption_accuracy.csv: {subset} {variant} has accuracies outside [0, 1]")
+    correlations = pd.read_csv(tables / "shape_bias_vs_robustness.csv")
+    _require(list(correlations["subset"]) == [*sorted(subsets), "all"], f"shape_bias_vs_robustness.csv rows {list(correlations['subset'])}")
+    table = pd.read_csv(tables / "table1b.csv")
+    for subset in subsets:
+        for variant in ("baseline", "topk", "topk_mean_rpl"):
+            rows = _long_rows(table, "subset", subset, "mean", variant, "mean_corruption_acc")
+            _require(len(rows) == 1 and 0 <= float(rows["mean"].iloc[0]) <= 100, f"table1b.csv: no mean corruption accuracy of {subset} {variant}")
 
 
 def check_table2(tables: Path, fewshot: Iterable[str]) -> None:
@@ -173,6 +192,8 @@ def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> N
         _require(any((data / f"{subset}-stylized").rglob("*.png")) or any((data / f"{subset}-stylized").rglob("*.JPEG")),
                  f"{data}/{subset}-stylized holds no images")
     check_table1(results / "tables", config["data"]["subsets"])
+    if config.get("robustness", {}).get("corruptions", {}).get("enabled"):
+        check_table1b(results / "tables", config["data"]["subsets"], config["robustness"]["corruptions"])
     check_table2(results / "tables", config["data"]["fewshot"])
     check_gan_runs(results)
     shape_bias = config["shape_bias"]
