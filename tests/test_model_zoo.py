@@ -281,3 +281,27 @@ def test_placement_paper_decides_as_the_built_in_paper_models_on_the_cue_conflic
     built_in = model_decisions(builder(0.1, weights=str(weights), ties="exact"), stimuli, progress=False)
     assert ours == built_in and len(ours) == len(stimuli)
     assert len(set(ours)) > 1  # decisions that tell models apart, not one class for every image
+
+
+def test_a_torchvision_weights_name_is_handed_to_torchvision_and_a_bad_one_names_the_choices(monkeypatch):
+    asked = []
+    real = torchvision.models.get_model
+    monkeypatch.setattr(torchvision.models, "get_model", lambda arch, weights: asked.append((arch, str(weights))) or real(arch, weights=None))
+    load_model("torchvision:squeezenet1_1", "IMAGENET1K_V1")  # no download in tests: torchvision is stood in for
+    assert asked == [("squeezenet1_1", "IMAGENET1K_V1")]
+    with pytest.raises(ConfigError, match=r"^'NOT_A_NAME' is not a weights name of torchvision's squeezenet1_1 \(choose from DEFAULT, IMAGENET1K_V1\)$"):
+        load_model("torchvision:squeezenet1_1", "NOT_A_NAME")
+
+
+def test_a_detection_model_is_not_a_classifier_and_file_like_weights_are_read_as_files(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"^unknown torchvision classifier 'fasterrcnn_resnet50_fpn'"):
+        load_model("torchvision:fasterrcnn_resnet50_fpn", "random")
+    torch.manual_seed(0)
+    saved = torchvision.models.squeezenet1_1(weights=None)
+    monkeypatch.chdir(tmp_path)
+    torch.save(saved.state_dict(), "squeeze.pt")  # a file in the working folder, by bare name
+    loaded = load_model("torchvision:squeezenet1_1", "squeeze.pt").model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), saved.state_dict().values()))
+    for weights in ("absent.pt", "absent.pth", "absent.bin", "sub/absent"):  # names that look like files, absent
+        with pytest.raises(InputDataError, match=f"^weights file not found: {weights}$"):
+            load_model("torchvision:squeezenet1_1", weights)

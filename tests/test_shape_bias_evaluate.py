@@ -38,7 +38,6 @@ from topkshape.shape_bias.evaluate import (
     paper_topk_positions,
     raw_decisions,
     topk_summary,
-    torchvision_classifier,
     with_inference_topk,
 )
 from topkshape.shape_bias.run import load_plain_model, run_cue_conflict_sweep
@@ -318,39 +317,6 @@ def test_weights_that_are_no_state_dict_or_do_not_fit_are_named(tmp_path):
     # torch's first two lines (header, the weight's mismatch), cut at 200 characters; not the bias's line.
     inner = message[message.index("(") + 1 : -1]
     assert len(inner) == 200 and inner.startswith("Error(s) in loading state_dict for Long: \tsize mismatch for a_layer")
-
-
-def test_a_torchvision_weights_name_is_handed_to_torchvision(monkeypatch):
-    asked = []
-    monkeypatch.setattr(torchvision.models, "get_model", lambda arch, weights: asked.append((arch, weights)) or "model")
-    assert torchvision_classifier("alexnet", "IMAGENET1K_V1") == "model"  # no download in tests: torchvision is stood in for
-    assert asked == [("alexnet", "IMAGENET1K_V1")]
-
-
-def test_torchvision_classifiers_by_name_with_no_weights_a_file_or_an_unknown_name(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match=r"^unknown torchvision classifier 'nonet' \(e\.g\. alexnet, .*resnet18.*vgg16"):
-        torchvision_classifier("nonet", None)
-    for weights in (None, "none", "NONE"):
-        assert isinstance(torchvision_classifier("squeezenet1_1", weights), torchvision.models.SqueezeNet)
-    torch.manual_seed(0)
-    saved = torchvision.models.squeezenet1_1(weights=None)
-    monkeypatch.chdir(tmp_path)
-    torch.save(saved.state_dict(), "squeeze.weights")  # a file in the working folder, by bare name
-    for weights in ("squeeze.weights", str(tmp_path / "squeeze.weights")):
-        loaded = torchvision_classifier("squeezenet1_1", weights)
-        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), saved.state_dict().values()))
-    # Names that look like files are read as files, even when absent.
-    for weights in ("absent.pt", "absent.pth", "absent.bin", "sub/absent"):
-        with pytest.raises(InputDataError, match=f"^weights file not found: {weights}$"):
-            torchvision_classifier("squeezenet1_1", weights)
-    with pytest.raises(ConfigError, match=r"^unknown torchvision classifier 'fasterrcnn_resnet50_fpn'") as exc:
-        torchvision_classifier("fasterrcnn_resnet50_fpn", None)  # a detection model, not a classifier
-    examples = str(exc.value).split("(e.g. ")[1]
-    assert "squeezenet" not in examples and "vgg11" in examples and "resnet50" in examples and "alexnet" in examples
-    with pytest.raises(ConfigError) as exc:
-        torchvision_classifier("squeezenet1_1", "NOT_A_WEIGHTS_NAME")
-    assert str(exc.value) == ("--weights 'NOT_A_WEIGHTS_NAME' is neither a file nor a torchvision weights name "
-                              "(DEFAULT, IMAGENET1K_V1, ...) for squeezenet1_1")
 
 
 # --- the command line, in-process ----------------------------------------------------------

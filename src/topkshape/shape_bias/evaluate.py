@@ -279,26 +279,6 @@ def load_weights(model: nn.Module, weights_file: str | Path) -> None:
     load_weights_file(model, weights_file)
 
 
-def torchvision_classifier(arch: str, weights: str | None) -> nn.Module:
-    """A torchvision classifier by name; ``weights``: a file path, a torchvision weights name (DEFAULT), or None."""
-    import torchvision
-
-    names = torchvision.models.list_models(module=torchvision.models)
-    if arch not in names:
-        raise ConfigError(f"unknown torchvision classifier {arch!r} (e.g. {', '.join(n for n in names if n.startswith(('alexnet', 'vgg', 'resnet')))})")
-    if weights is None or weights.lower() == "none":
-        return torchvision.models.get_model(arch, weights=None)
-    looks_like_file = Path(weights).exists() or "/" in weights or weights.endswith((".pt", ".pth", ".bin"))
-    if looks_like_file:
-        model = torchvision.models.get_model(arch, weights=None)
-        load_weights(model, weights)
-        return model
-    try:
-        return torchvision.models.get_model(arch, weights=weights)
-    except (ValueError, KeyError):
-        raise ConfigError(f"--weights {weights!r} is neither a file nor a torchvision weights name (DEFAULT, IMAGENET1K_V1, ...) for {arch}") from None
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m topkshape.shape_bias.evaluate",
