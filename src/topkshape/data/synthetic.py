@@ -212,9 +212,7 @@ def write_cue_conflict_set(
                 spec = RenderSpec(cls, homes[texture_class], image_size, _image_seed(seed, "conflict", cls, i))
                 jobs.append((tmp / rel, spec))
                 rows.append({"image": rel, "label": cls, "style": homes[texture_class], "texture_label": texture_class})
-        sha1s = _write_images(jobs, threads, f"render {out_dir.name}", progress)
-        table = pd.DataFrame(rows)
-        table.to_csv(tmp / "styles.csv", index=False)
+        table, sha1s = _render_with_styles(tmp, jobs, rows, out_dir.name, threads, progress)
         _write_classes(tmp, classes)
         # What identifies this evaluation set for later jobs (the resume fingerprint reads manifest.json).
         manifest = {
@@ -257,9 +255,7 @@ def write_sixteen_category_stimuli(
                                   _image_seed(seed, "sixteen", category, n))
                 jobs.append((tmp / rel, spec))
                 rows.append({"image": rel, "category": category, "texture_category": categories[other]})
-        _write_images(jobs, threads, f"render {out_dir.name}", progress)
-        table = pd.DataFrame(rows)
-        table.to_csv(tmp / "styles.csv", index=False)
+        table, _ = _render_with_styles(tmp, jobs, rows, out_dir.name, threads, progress)
     return table
 
 
@@ -288,6 +284,16 @@ def write_fewshot_set(
         pd.DataFrame(rows).assign(sha1=sha1s, status="ok").to_csv(tmp / "manifest.csv", index=False)
         _write_classes(tmp, [cls])
     return count
+
+
+def _render_with_styles(folder: Path, jobs: list[tuple[Path, RenderSpec]], rows: list[dict], name: str, threads: int,
+                        progress: bool) -> tuple[pd.DataFrame, list[str]]:
+    """Render a stimulus set's images and write its ``styles.csv`` (one row per image, each image's cues):
+    the table and the SHA-1 of each image."""
+    sha1s = _write_images(jobs, threads, f"render {name}", progress)
+    table = pd.DataFrame(rows)
+    table.to_csv(folder / "styles.csv", index=False)
+    return table, sha1s
 
 
 def _write_classes(folder: Path, classes: Sequence[str]) -> None:
