@@ -22,7 +22,9 @@ LAYERS: list[set[str]] = [
     {"models", "paper_data", "stylize"},
     {"mask_recording", "data"},
     {"classify"},
-    {"shape_bias", "texture", "gan", "robustness"},
+    {"shape_bias", "texture", "gan"},
+    # Robustness beside shape bias reads stimuli and decisions as the shape-bias analysis does.
+    {"robustness"},
     # Config validation inspects models and data (layer names, widths, class names) and
     # runs only in the Snakefile, so it sits on top with the reports.
     {"report", "config"},

@@ -144,3 +144,18 @@ def download_file(
     if expected is None and sha256_prefix is None:
         logger.warning("unpinned download: no SHA-256 pinned for %s; downloaded %s has sha256 %s", url, final, actual)
     return final
+
+
+def unpack_archive(archive: str | os.PathLike, dest: str | os.PathLike, url: str) -> None:
+    """Unpack a downloaded tar or zip archive into ``dest`` (tar members may not leave it: the ``data`` filter)."""
+    import tarfile
+    import zipfile
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+    else:
+        raise InputDataError(f"{url}: neither a tar nor a zip archive")

@@ -83,15 +83,21 @@ def bootstrap_pair(first: pd.DataFrame, second: pd.DataFrame, *, samples: int = 
     right_a, right_b = paired_correctness(first, second)
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(right_a), size=(samples, len(right_a)))
+    tail = 100 * (1 - level) / 2
+    bounds = resampled_measures(right_a, right_b, index)
+    return {key: (float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))) for key, v in bounds.items()}
+
+
+def resampled_measures(right_a: np.ndarray, right_b: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy difference, observed and error consistency of two aligned correctness vectors on each row
+    of trial indices ``index`` (samples x trials): the bootstrap draws of one comparison."""
     a, b = right_a[index], right_b[index]
     p1, p2 = a.mean(axis=1), b.mean(axis=1)
     expected = p1 * p2 + (1 - p1) * (1 - p2)
     observed = (a == b).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(observed == 1.0, 1.0, (observed - expected) / (1.0 - expected))
-    tail = 100 * (1 - level) / 2
-    bounds = {"accuracy_difference": (p1 - p2) ** 2, "observed_consistency": observed, "error_consistency": kappa}
-    return {key: (float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))) for key, v in bounds.items()}
+    return {"accuracy_difference": (p1 - p2) ** 2, "observed_consistency": observed, "error_consistency": kappa}
 
 
 def against_humans(frame: pd.DataFrame, maker: str, humans: Sequence[str], condition: str) -> dict[str, float]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from topkshape.atomic import atomic_directory
-from topkshape.download import as_url, download_file
+from topkshape.download import as_url, download_file, unpack_archive
 from topkshape.errors import InputDataError
 
 HUMAN_FILES = tuple(f"cue-conflict_subject-{i:02d}_session_1.csv" for i in range(1, 11))
@@ -47,14 +45,7 @@ def fetch_cue_conflict(url: str, sha256: str | None, out_dir: str | Path, *, req
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as unpacked:
         archive = download_file(url, Path(tmp) / Path(url).name, sha256, require_pinned=require_pinned,
                                 pin_key="shape_bias.cue_conflict.sha256")
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(unpacked)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                tf.extractall(unpacked, filter="data")
-        else:
-            raise InputDataError(f"{url}: neither a tar nor a zip archive")
+        unpack_archive(archive, unpacked, url)
         return copy_image_folder(_image_root(Path(unpacked)), out_dir)
 
 

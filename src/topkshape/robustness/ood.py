@@ -1,0 +1,152 @@
+"""Model-vs-human's out-of-distribution benchmark: its 17 datasets, a model's decisions on them, and the
+analyses against the human observers with bootstrap intervals.
+
+The datasets are the toolbox's release archives (``<name>.tar.gz`` of release v0.1, one per dataset),
+unpacked as the toolbox lays them out: ``<name>/dnn/session-<n>/<image>`` where an image's name holds its
+condition and category (``0001_cl_dnn_cr_oven_40_n04111531_14126.png``: condition ``cr``, category ``oven``;
+the toolbox's ``InfoMappingWithSessions``), or, for cue-conflict, edge and silhouette, ``<name>/<category>/<image>``
+with no condition (``ImageNetInfoMapping``). A model's decisions are written in the toolbox's raw-data format
+(subj, session, trial, rt, object_response, category, condition, imagename), so that the same analyses read
+models and humans.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from topkshape.atomic import atomic_directory
+from topkshape.download import download_file, unpack_archive
+from topkshape.errors import InputDataError
+from topkshape.robustness.consistency import accuracy, against_humans, paired_correctness, resampled_measures
+
+OOD_DATASETS = (
+    "colour", "contrast", "high-pass", "low-pass", "phase-scrambling", "power-equalisation", "false-colour",
+    "rotation", "eidolonI", "eidolonII", "eidolonIII", "uniform-noise", "sketch", "stylized", "edge",
+    "silhouette", "cue-conflict",
+)
+"""The 17 datasets of Geirhos et al. (2021), as model-vs-human names them."""
+RELEASE_URL = "https://github.com/bethgelab/model-vs-human/releases/download/v0.1/{name}.tar.gz"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".JPEG"}
+RAW_COLUMNS = ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One image of a dataset and what its name (or folder) says about it."""
+
+    path: Path
+    session: int
+    condition: str
+    category: str
+
+
+def _dataset_root(folder: Path) -> Path:
+    """The folder holding ``dnn/`` (sessions) or the category folders (archives nest it)."""
+    for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+        if (candidate / "dnn").is_dir():
+            return candidate
+        if any(child.is_dir() and any(f.suffix in IMAGE_SUFFIXES for f in child.iterdir()) for child in candidate.iterdir()):
+            return candidate
+    raise InputDataError(f"no dnn/session-<n>/ or <category>/ images found in {folder}")
+
+
+def list_trials(folder: str | Path) -> list[Trial]:
+    """Every image of an unpacked dataset with its session, condition and category, in name order."""
+    root = _dataset_root(Path(folder))
+    trials = []
+    if (root / "dnn").is_dir():
+        for session_dir in sorted((root / "dnn").iterdir()):
+            if not session_dir.is_dir() or not session_dir.name.startswith("session-"):
+                continue
+            for path in sorted(session_dir.iterdir()):
+                if path.suffix not in IMAGE_SUFFIXES:
+                    continue
+                parts = path.name.split("_")
+                if len(parts) < 6:
+                    raise InputDataError(f"{path}: not a model-vs-human image name (<n>_<x>_<y>_<condition>_<category>_...)")
+                trials.append(Trial(path, int(session_dir.name.removeprefix("session-")), parts[3], parts[4]))
+    else:
+        for category_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            trials += [Trial(path, 1, "NaN", category_dir.name) for path in sorted(category_dir.iterdir()) if path.suffix in IMAGE_SUFFIXES]
+    if not trials:
+        raise InputDataError(f"no images in {root}")
+    return trials
+
+
+def fetch_ood_dataset(url: str, sha256: str | None, out_dir: str | Path, *, require_pinned: bool = False,
+                      pin_key: str = "robustness.ood.sha256") -> Path:
+    """Download a dataset archive (tar or zip), verify it, and copy its dataset folder to ``out_dir``
+    (complete or absent)."""
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as unpacked:
+        archive = download_file(url, Path(tmp) / Path(url).name, sha256, require_pinned=require_pinned, pin_key=pin_key)
+        unpack_archive(archive, unpacked, url)
+        root = _dataset_root(Path(unpacked))
+        list_trials(root)  # refuse an archive whose layout the evaluation cannot read, before keeping it
+        with atomic_directory(out_dir) as target:
+            shutil.copytree(root, target, dirs_exist_ok=True)
+    return Path(out_dir)
+
+
+def model_raw_decisions(model: nn.Module, trials: Sequence[Trial], subject: str, *, image_size: int,
+                        preprocess: Callable[[Tensor], Tensor], batch_size: int = 32, device: str | None = None) -> pd.DataFrame:
+    """A 1000-class ImageNet classifier's decisions on ``trials`` through the 16-class mapping, in the
+    toolbox's raw-data format (one row per image, in ``trials``' order)."""
+    from topkshape.shape_bias.evaluate import decode_stimulus
+    from topkshape.shape_bias.decisions import sixteen_class_decisions
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(dev).eval()
+    responses: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(trials), batch_size):
+            pixels = torch.stack([decode_stimulus(t.path, image_size)[0] for t in trials[start : start + batch_size]])
+            logits = model(preprocess(pixels.to(dev))).float()
+            if logits.shape[1] != 1000:
+                raise InputDataError(f"the 16-class mapping needs 1000 ImageNet outputs, the model has {logits.shape[1]}")
+            responses += sixteen_class_decisions(torch.softmax(logits, dim=1).cpu())
+    return pd.DataFrame({"subj": subject, "session": [t.session for t in trials], "trial": np.arange(1, len(trials) + 1),
+                         "rt": np.nan, "object_response": responses, "category": [t.category for t in trials],
+                         "condition": [t.condition for t in trials], "imagename": [t.path.name for t in trials]}, columns=RAW_COLUMNS)
+
+
+def _conditions(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["condition"].astype(str).unique(), key=lambda c: (len(c), c))
+
+
+def analyse_against_humans(model: pd.DataFrame, humans: pd.DataFrame, *, samples: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> pd.DataFrame:
+    """Per condition: the model's 16-class accuracy, the humans' mean accuracy, and the model's accuracy
+    difference, observed and error consistency, each the mean over the human observers, with percentile
+    intervals from resampling the images (the same draw for every observer and the model)."""
+    model = model.assign(condition=model["condition"].astype(str))
+    humans = humans.assign(condition=humans["condition"].astype(str))
+    subject = str(model["subj"].iloc[0])
+    observers = sorted(humans["subj"].unique())
+    frame = pd.concat([model, humans], ignore_index=True)
+    rows = []
+    for condition in _conditions(humans):
+        mine = model[model["condition"] == condition]
+        if mine.empty:
+            raise InputDataError(f"the model has no trials of condition {condition!r}")
+        point = against_humans(frame, subject, observers, condition)
+        pairs = [paired_correctness(mine, humans[(humans["condition"] == condition) & (humans["subj"] == h)]) for h in observers]
+        rng = np.random.default_rng(seed)
+        index = rng.integers(0, len(pairs[0][0]), size=(samples, len(pairs[0][0])))
+        per_human = [resampled_measures(right_model, right_human, index) for right_model, right_human in pairs]
+        draws = {key: np.nanquantile(np.mean([h[key] for h in per_human], axis=0), [(1 - level) / 2, (1 + level) / 2])
+                 for key in per_human[0]}
+        rows.append({"condition": condition, "trials": len(mine), "accuracy": accuracy(mine),
+                     "human_accuracy": float(np.mean([accuracy(humans[(humans["condition"] == condition) & (humans["subj"] == h)])
+                                                      for h in observers])),
+                     **{key: point[key] for key in draws},
+                     **{f"{key}_low": float(draws[key][0]) for key in draws}, **{f"{key}_high": float(draws[key][1]) for key in draws}})
+    return pd.DataFrame(rows)

@@ -1,0 +1,127 @@
+"""Model-vs-human's OOD benchmark: dataset layout, download, a model's raw decisions, analyses against humans."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import needs_shared
+from test_robustness_consistency import RAW, _toolbox_error_consistency, _toolbox_read
+from topkshape.errors import InputDataError
+from topkshape.robustness.ood import OOD_DATASETS, RAW_COLUMNS, analyse_against_humans, fetch_ood_dataset, list_trials, model_raw_decisions
+from topkshape.shape_bias.decisions import sixteen_class_indices
+from topkshape.smoke.server import serving
+
+
+def _stand_in(root: Path, name: str, conditions=("0", "3"), categories=("oven", "cat"), per: int = 2, size: int = 32) -> Path:
+    """A dataset laid out as the toolbox's archives: <name>/dnn/session-1/<n>_<x>_dnn_<condition>_<category>_..."""
+    folder = root / name / "dnn" / "session-1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n = 0
+    for condition in conditions:
+        for category in categories:
+            for k in range(per):
+                n += 1
+                pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{n:04d}_lp_dnn_{condition}_{category}_10_n0000000{k}_{n}.png")
+    return root / name
+
+
+def test_the_seventeen_datasets_are_model_vs_humans():
+    assert len(OOD_DATASETS) == 17 and {"eidolonIII", "power-equalisation", "cue-conflict", "silhouette"} <= set(OOD_DATASETS)
+
+
+def test_trials_read_condition_and_category_from_names_or_folders(tmp_path):
+    trials = list_trials(_stand_in(tmp_path, "low-pass"))
+    assert [(t.session, t.condition, t.category) for t in trials[:3]] == [(1, "0", "oven"), (1, "0", "oven"), (1, "0", "cat")]
+    assert len(trials) == 8
+    flat = tmp_path / "edge" / "bear"
+    flat.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(flat / "bear1.png")
+    assert [(t.condition, t.category) for t in list_trials(tmp_path / "edge")] == [("NaN", "bear")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputDataError, match="no dnn/session-<n>/ or <category>/ images found"):
+        list_trials(tmp_path / "empty")
+
+
+def test_a_dataset_archive_is_downloaded_checked_and_unpacked_or_nothing_is_kept(tmp_path):
+    source = _stand_in(tmp_path / "src", "low-pass")
+    served = tmp_path / "served"
+    served.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        tf.add(source, arcname="low-pass")
+    (served / "low-pass.tar.gz").write_bytes(buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    with serving(served, 0) as base:
+        out = fetch_ood_dataset(f"{base}/low-pass.tar.gz", digest, tmp_path / "data" / "low-pass")
+        assert len(list_trials(out)) == 8 and (out / "dnn" / "session-1").is_dir()
+        with pytest.raises(InputDataError, match="SHA-256"):
+            fetch_ood_dataset(f"{base}/low-pass.tar.gz", "0" * 64, tmp_path / "data" / "other")
+        with pytest.raises(Exception, match="robustness.ood.sha256"):
+            fetch_ood_dataset(f"{base}/low-pass.tar.gz", None, tmp_path / "data" / "other", require_pinned=True)
+    assert not (tmp_path / "data" / "other").exists()
+
+
+class Always(nn.Module):
+    """A 1000-class classifier whose top ImageNet class is always one of the 16-class category's."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 1000)
+        logits[:, self.index] = 10.0
+        return logits
+
+
+def test_a_models_decisions_go_through_the_sixteen_class_mapping_into_the_raw_format(tmp_path):
+    trials = list_trials(_stand_in(tmp_path, "low-pass"))
+    model = Always(sixteen_class_indices()["oven"][0])
+    raw = model_raw_decisions(model, trials, "resnet_topk10", image_size=32, preprocess=lambda p: p.float() / 255, batch_size=3)
+    assert list(raw.columns) == RAW_COLUMNS and len(raw) == 8 and set(raw["object_response"]) == {"oven"}
+    assert list(raw["trial"]) == list(range(1, 9)) and list(raw["condition"]) == ["0"] * 4 + ["3"] * 4
+    assert (raw["object_response"] == raw["category"]).mean() == 0.5
+
+
+@needs_shared(RAW, "model-vs-human's human raw decisions")
+@pytest.mark.parametrize("dataset", ["low-pass", "sketch"])
+def test_analyses_against_humans_equal_the_toolboxs_pairwise_values_and_their_intervals_hold_them(dataset):
+    humans = _toolbox_read(RAW / dataset)
+    stand_in = sorted(humans["subj"].unique())[0]  # one observer plays the model, against the others
+    model = humans[humans["subj"] == stand_in].assign(subj="model")
+    others = humans[humans["subj"] != stand_in]
+    table = analyse_against_humans(model, others, samples=200, seed=0).set_index("condition")
+    assert set(table.index) == set(others["condition"].astype(str))
+    for condition, row in table.iterrows():
+        per_observer = []
+        for observer in sorted(others["subj"].unique()):
+            df1 = model[model["condition"] == condition]
+            df2 = others[(others["condition"] == condition) & (others["subj"] == observer)]
+            per_observer.append(_toolbox_error_consistency(df1, df2))
+        assert row["error_consistency"] == pytest.approx(np.mean([v["error-consistency"] for v in per_observer]), abs=1e-12)
+        assert row["observed_consistency"] == pytest.approx(np.mean([v["observed-consistency"] for v in per_observer]), abs=1e-12)
+        right = (model.loc[model["condition"] == condition, "object_response"] == model.loc[model["condition"] == condition, "category"]).mean()
+        assert row["accuracy"] == pytest.approx(right)
+        for key in ("accuracy_difference", "observed_consistency", "error_consistency"):
+            assert row[f"{key}_low"] <= row[key] + 1e-9 and row[key] - 1e-9 <= row[f"{key}_high"]
+        assert row["error_consistency_high"] > row["error_consistency_low"]
+
+
+def test_a_model_missing_a_condition_is_named(tmp_path):
+    humans = pd.DataFrame({"subj": ["a", "b"], "session": 1, "trial": 1, "rt": 0.5, "object_response": ["cat", "cat"],
+                           "category": ["cat", "cat"], "condition": ["5", "5"], "imagename": ["x_n01_1.png"] * 2})
+    model = humans.iloc[:1].assign(subj="m", condition="3")
+    with pytest.raises(InputDataError, match="the model has no trials of condition '5'"):
+        analyse_against_humans(model, humans)
