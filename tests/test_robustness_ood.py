@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,17 @@ from torch import nn
 from conftest import needs_shared
 from test_robustness_consistency import RAW, _toolbox_error_consistency, _toolbox_read
 from topkshape.errors import InputDataError
-from topkshape.robustness.ood import OOD_DATASETS, RAW_COLUMNS, analyse_against_humans, fetch_ood_dataset, list_trials, model_raw_decisions
+from topkshape.robustness.ood import (
+    OOD_DATASETS,
+    RAW_COLUMNS,
+    analyse_against_humans,
+    fetch_human_raw_data,
+    fetch_ood_dataset,
+    human_files,
+    list_trials,
+    model_raw_decisions,
+    read_raw_data,
+)
 from topkshape.shape_bias.decisions import sixteen_class_indices
 from topkshape.smoke.server import serving
 
@@ -125,3 +136,24 @@ def test_a_model_missing_a_condition_is_named(tmp_path):
     model = humans.iloc[:1].assign(subj="m", condition="3")
     with pytest.raises(InputDataError, match="the model has no trials of condition '5'"):
         analyse_against_humans(model, humans)
+
+
+@needs_shared(RAW, "model-vs-human's human raw decisions")
+def test_the_shipped_pins_are_the_human_files_of_every_dataset_and_the_fetch_checks_them(tmp_path):
+    for dataset in OOD_DATASETS:
+        on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (RAW / dataset).glob("*subject-*.csv")}
+        assert human_files(dataset) == on_disk and on_disk, dataset
+    assert sum(len(human_files(d)) for d in OOD_DATASETS) == 90
+    served = tmp_path / "served"
+    shutil.copytree(RAW / "low-pass", served / "low-pass")
+    with serving(served, 0) as base:
+        paths = fetch_human_raw_data("low-pass", tmp_path / "humans", base_url=base)
+        frame = read_raw_data(paths)
+        assert len(paths) == len(human_files("low-pass")) and frame["condition"].map(type).eq(str).all()
+        tampered = served / "low-pass" / sorted(human_files("low-pass"))[0]
+        tampered.write_bytes(tampered.read_bytes() + b"\n")
+        with pytest.raises(InputDataError, match="SHA-256"):
+            fetch_human_raw_data("low-pass", tmp_path / "again", base_url=base)
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(InputDataError, match="unknown OOD dataset 'rain'"):
+        human_files("rain")

@@ -96,6 +96,44 @@ def fetch_ood_dataset(url: str, sha256: str | None, out_dir: str | Path, *, requ
     return Path(out_dir)
 
 
+HUMAN_MANIFEST = "ood_human_decisions_sha256.json"
+HUMAN_BASE_URL = "https://raw.githubusercontent.com/bethgelab/model-vs-human/79ed7cd1d9ac3a114e71b6638f0a98bdd627316c/raw-data"
+
+
+def human_files(dataset: str) -> dict[str, str]:
+    """The human observers' raw-decision files of ``dataset`` and their SHA-256, shipped in the package
+    (model-vs-human commit 79ed7cd, ``raw-data/<dataset>/``)."""
+    import json
+    from importlib import resources
+
+    if dataset not in OOD_DATASETS:
+        raise InputDataError(f"unknown OOD dataset {dataset!r}; choose from {list(OOD_DATASETS)}")
+    files = json.loads(resources.files("topkshape.data").joinpath(HUMAN_MANIFEST).read_text())["files"]
+    return {key.split("/", 1)[1]: digest for key, digest in files.items() if key.split("/", 1)[0] == dataset}
+
+
+def fetch_human_raw_data(dataset: str, out_dir: str | Path, *, base_url: str = HUMAN_BASE_URL, require_pinned: bool = False) -> list[Path]:
+    """The human observers' raw decisions on ``dataset`` from ``base_url/<dataset>/``, each file checked
+    against its pinned SHA-256; ``out_dir`` is complete or absent."""
+    from topkshape.shape_bias.fetch import fetch_human_decisions
+
+    files = human_files(dataset)
+    return fetch_human_decisions(f"{base_url.rstrip('/')}/{dataset}", out_dir, sorted(files), hashes=files, require_pinned=require_pinned)
+
+
+def read_raw_data(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Raw-decision CSVs together, columns lower-cased and conditions as text (as the toolbox reads them)."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path)
+        frame.columns = [c.lower() for c in frame.columns]
+        frames.append(frame)
+    if not frames:
+        raise InputDataError("no raw-decision files to read")
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.assign(condition=frame["condition"].astype(str))
+
+
 def model_raw_decisions(model: nn.Module, trials: Sequence[Trial], subject: str, *, image_size: int,
                         preprocess: Callable[[Tensor], Tensor], batch_size: int = 32, device: str | None = None) -> pd.DataFrame:
     """A 1000-class ImageNet classifier's decisions on ``trials`` through the 16-class mapping, in the
