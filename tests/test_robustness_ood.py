@@ -22,6 +22,7 @@ from topkshape.robustness.ood import (
     OOD_DATASETS,
     RAW_COLUMNS,
     analyse_against_humans,
+    entry_raw_decisions,
     fetch_human_raw_data,
     fetch_ood_dataset,
     human_files,
@@ -157,3 +158,22 @@ def test_the_shipped_pins_are_the_human_files_of_every_dataset_and_the_fetch_che
     assert not (tmp_path / "again").exists()
     with pytest.raises(InputDataError, match="unknown OOD dataset 'rain'"):
         human_files("rain")
+
+
+def test_an_atlas_entry_decides_on_a_dataset_with_and_without_topk_in_the_raw_format(tmp_path):
+    from topkshape.models.zoo import load_model
+    from topkshape.shape_bias.atlas import AtlasEntry
+    from topkshape.shape_bias.decisions import sixteen_class_decisions
+    from topkshape.shape_bias.evaluate import decode_stimulus
+
+    folder = _stand_in(tmp_path, "low-pass", per=1)
+    entry = AtlasEntry(name="sq", model="torchvision:squeezenet1_1", weights="random", seed=0, placement="stages")
+    frames = entry_raw_decisions(entry, ["none", "topk10"], folder, batch_size=3)
+    assert list(frames) == ["none", "topk10"] and all(len(f) == 4 and list(f.columns) == RAW_COLUMNS for f in frames.values())
+    assert set(frames["topk10"]["subj"]) == {"sq-topk10"} and list(frames["none"]["condition"]) == ["0", "0", "3", "3"]
+    # The plain setting, computed here by hand: the same model, the toolbox's resize of each 32 px image, softmax, 16 classes.
+    loaded = load_model("torchvision:squeezenet1_1", "random", seed=0)
+    pixels = torch.stack([decode_stimulus(t.path, 224)[0] for t in list_trials(folder)])
+    with torch.no_grad():
+        probabilities = torch.softmax(loaded.model(loaded.preprocessing(pixels)).float(), dim=1)
+    assert list(frames["none"]["object_response"]) == sixteen_class_decisions(probabilities)

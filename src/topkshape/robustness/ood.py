@@ -26,7 +26,11 @@ from torch import Tensor, nn
 from topkshape.atomic import atomic_directory
 from topkshape.download import download_file, unpack_archive
 from topkshape.errors import InputDataError
+from topkshape.models.zoo import STIMULUS_SIZE
 from topkshape.robustness.consistency import accuracy, against_humans, paired_correctness, resampled_measures
+from topkshape.shape_bias.atlas import AtlasEntry, load_entry
+from topkshape.shape_bias.evaluate import Stimuli, decode_stimulus, model_decisions, with_inference_topk
+from topkshape.shape_bias.tags import tag_setting
 
 OOD_DATASETS = (
     "colour", "contrast", "high-pass", "low-pass", "phase-scrambling", "power-equalisation", "false-colour",
@@ -134,26 +138,42 @@ def read_raw_data(paths: Sequence[str | Path]) -> pd.DataFrame:
     return frame.assign(condition=frame["condition"].astype(str))
 
 
+def trial_stimuli(trials: Sequence[Trial], image_size: int) -> Stimuli:
+    """The trials' images decoded as the shape-bias stimuli are (unresized at the input size, else the toolbox's resize)."""
+    decoded = [decode_stimulus(t.path, image_size) for t in trials]
+    return Stimuli([(t.path, t.category) for t in trials], torch.stack([pixels for pixels, _ in decoded]), sum(r for _, r in decoded))
+
+
+def raw_frame(trials: Sequence[Trial], responses: Sequence[str], subject: str) -> pd.DataFrame:
+    """One decision maker's rows in the toolbox's raw-data format, in ``trials``' order."""
+    return pd.DataFrame({"subj": subject, "session": [t.session for t in trials], "trial": np.arange(1, len(trials) + 1),
+                         "rt": np.nan, "object_response": list(responses), "category": [t.category for t in trials],
+                         "condition": [t.condition for t in trials], "imagename": [t.path.name for t in trials]}, columns=RAW_COLUMNS)
+
+
 def model_raw_decisions(model: nn.Module, trials: Sequence[Trial], subject: str, *, image_size: int,
                         preprocess: Callable[[Tensor], Tensor], batch_size: int = 32, device: str | None = None) -> pd.DataFrame:
     """A 1000-class ImageNet classifier's decisions on ``trials`` through the 16-class mapping, in the
-    toolbox's raw-data format (one row per image, in ``trials``' order)."""
-    from topkshape.shape_bias.evaluate import decode_stimulus
-    from topkshape.shape_bias.decisions import sixteen_class_decisions
+    toolbox's raw-data format."""
+    responses = model_decisions(model, trial_stimuli(trials, image_size), batch_size=batch_size, device=device, progress=False,
+                                preprocess=preprocess)
+    return raw_frame(trials, responses, subject)
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(dev).eval()
-    responses: list[str] = []
-    with torch.no_grad():
-        for start in range(0, len(trials), batch_size):
-            pixels = torch.stack([decode_stimulus(t.path, image_size)[0] for t in trials[start : start + batch_size]])
-            logits = model(preprocess(pixels.to(dev))).float()
-            if logits.shape[1] != 1000:
-                raise InputDataError(f"the 16-class mapping needs 1000 ImageNet outputs, the model has {logits.shape[1]}")
-            responses += sixteen_class_decisions(torch.softmax(logits, dim=1).cpu())
-    return pd.DataFrame({"subj": subject, "session": [t.session for t in trials], "trial": np.arange(1, len(trials) + 1),
-                         "rt": np.nan, "object_response": responses, "category": [t.category for t in trials],
-                         "condition": [t.condition for t in trials], "imagename": [t.path.name for t in trials]}, columns=RAW_COLUMNS)
+
+def entry_raw_decisions(entry: AtlasEntry, tags: Sequence[str], dataset: str | Path, *, batch_size: int = 32, ties: str | None = None,
+                        tie_seed: int = 0, device: str | None = None, weights_file: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """An atlas entry's decisions on an OOD dataset for each setting of ``tags`` (``none``: without Top-K;
+    ``topk10``: Top-K at 10% at the entry's placement), subject ``<entry>-<tag>``."""
+    loaded, positions = load_entry(entry, weights_file)
+    trials = list_trials(dataset)
+    stimuli = trial_stimuli(trials, STIMULUS_SIZE)
+    frames = {}
+    for tag in tags:
+        fraction, mode = tag_setting(tag)
+        model = with_inference_topk(loaded.model, positions, fraction, mode, ties=ties, tie_seed=tie_seed)
+        responses = model_decisions(model, stimuli, batch_size=batch_size, device=device, progress=False, preprocess=loaded.preprocessing)
+        frames[tag] = raw_frame(trials, responses, f"{entry.name}-{tag}")
+    return frames
 
 
 def _conditions(frame: pd.DataFrame) -> list[str]:

@@ -66,6 +66,20 @@ def atlas_entries(entries: Sequence[Mapping[str, Any]]) -> list[AtlasEntry]:
     return parsed
 
 
+def load_entry(entry: AtlasEntry, weights_file: str | Path | None = None):
+    """The entry's model (its weights, preprocessing and record) and its resolved Top-K positions.
+
+    ``weights_file``: where the workflow downloaded the entry's named torchvision weights (read from
+    that file; its name's transforms still give the preprocessing).
+    """
+    if weights_file is not None:
+        loaded = load_model(entry.model, str(weights_file), metadata=entry.weights)
+    else:
+        loaded = load_model(entry.model, entry.weights, seed=entry.seed, sha256=entry.weights_sha256)
+    candidates = probe(loaded.model, loaded.preprocessing.input_size, loaded.prefix_tokens)
+    return loaded, resolve_placement(loaded.model, entry.placement, candidates, arch=loaded.name.arch)
+
+
 def run_atlas_entry(
     entry: AtlasEntry,
     tags: Sequence[str],
@@ -91,12 +105,7 @@ def run_atlas_entry(
         raise ValueError(f"{len(tags)} tags but {len(outputs)} output files")
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    if weights_file is not None:
-        loaded = load_model(entry.model, str(weights_file), metadata=entry.weights)
-    else:
-        loaded = load_model(entry.model, entry.weights, seed=entry.seed, sha256=entry.weights_sha256)
-    candidates = probe(loaded.model, loaded.preprocessing.input_size, loaded.prefix_tokens)
-    positions = resolve_placement(loaded.model, entry.placement, candidates, arch=loaded.name.arch)
+    loaded, positions = load_entry(entry, weights_file)
     stimuli = load_stimuli(images, STIMULUS_SIZE, threads=threads, per_class=images_per_class)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     plain, stimuli = loaded.model.to(dev).eval(), stimuli.to(dev)
