@@ -129,9 +129,9 @@ def test_shared_results_are_pulled_into_a_colleagues_clone_and_nothing_is_recomp
     repro = _run([DVC, "repro", "all@default"], colleague)
     assert "Running stage" not in repro.stdout
 
-    # One config edit reruns exactly what uses it: here the two reports that bootstrap shape biases.
+    # One config edit reruns exactly what uses it: here the three reports that bootstrap (shape biases, Spearman's rho).
     _edit_config(colleague / "config.yaml", "shape_bias", "bootstrap_samples", 77)
-    assert _planned(colleague, "all") == {"shape_bias_report": 1, "atlas_report": 1}
+    assert _planned(colleague, "all") == {"shape_bias_report": 1, "atlas_report": 1, "shape_bias_vs_robustness": 1}
 
 
 def test_partial_pull_of_only_the_models_names_the_missing_dvc_targets_in_one_line(built):

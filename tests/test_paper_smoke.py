@@ -93,7 +93,7 @@ def test_make_paper_smoke_runs_every_rule_of_the_paper_dag_offline_and_checks_ea
     assert weights == sorted(overlay["downloads"]["sha256"])  # AlexNet, VGG16 (and LPIPS), VGG-19, Inception
     # Only counts differ from the paper config: the overlay holds nothing else.
     smoke_keys = yaml.safe_load((ROOT / "config" / "paper-smoke.yaml").read_text())
-    assert set(smoke_keys) == {"experiment", "data", "train", "shape_bias", "texture", "gan"}
+    assert set(smoke_keys) == {"experiment", "data", "train", "shape_bias", "texture", "gan", "robustness"}
 
 
 def test_the_paper_smoke_run_plans_nothing_more_and_dvc_records_it_without_recomputing(smoke):
