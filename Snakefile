@@ -81,6 +81,7 @@ wildcard_constraints:
     tag=one_of(SB_TAGS),
     gan_variant="fastgan|fastgan_topk",
     gan_seed=r"\d+",
+    ood=one_of(config["robustness"]["ood"]["datasets"]),
 
 
 DATA_TARGETS = (
@@ -99,6 +100,7 @@ include: "rules/atlas.smk"
 include: "rules/texture.smk"
 include: "rules/gan.smk"
 include: "rules/robustness.smk"
+include: "rules/ood.smk"
 
 
 # Tables, reports, figures, downloads and the environment record run where Snakemake runs, never
@@ -116,6 +118,9 @@ localrules:
     shape_bias_report,
     atlas_stimuli,
     atlas_report,
+    ood_dataset,
+    ood_humans,
+    ood_report,
     mask_dynamics,
     gan_mask_dynamics,
     builtin_styles,
@@ -136,6 +141,7 @@ rule all:
         rules.shape_bias_vs_robustness.output if config["robustness"]["corruptions"]["enabled"] else [],
         rules.shape_bias_report.output,
         rules.atlas_report.output if config["shape_bias"]["atlas"] else [],
+        rules.ood_report.output if OOD_NAMES else [],
         rules.texture_synthesis.output,
         rules.mask_dynamics.output,
         rules.gan_mask_dynamics.output if FEWSHOT else [],

@@ -177,11 +177,21 @@ def atlas_images():
 
 
 def atlas_inputs(wildcards):
-    entry = ATLAS[wildcards.entry]
-    files = {"images": atlas_images(), **weights_input("weights", f"atlas:{wildcards.entry}")}
-    if pretrained.is_weights_file(entry["weights"]):
-        files["weights_file"] = entry["weights"]
+    return {"images": atlas_images(), **entry_weights(wildcards.entry)}
+
+
+def entry_weights(name):
+    """An atlas entry's weights: the downloaded file of named weights, or the user's weights file."""
+    files = weights_input("weights", f"atlas:{name}")
+    if pretrained.is_weights_file(ATLAS[name]["weights"]):
+        files["weights_file"] = ATLAS[name]["weights"]
     return files
+
+
+# Model-vs-human's OOD benchmark (rules/ood.smk).
+
+def ood_eval_inputs(wildcards):
+    return {"dataset": downloaded(f"{OOD_DIR}/{wildcards.ood}"), **entry_weights(wildcards.entry)}
 
 
 # Pretrained weights (rules/weights.smk).

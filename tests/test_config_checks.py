@@ -395,3 +395,19 @@ def test_two_subsets_may_wear_the_same_textures():
     config = changed(DEFAULT, data__subsets={"S1": ["disk", "square"], "S2": ["star", "heart"]},
                      data__synthetic__home_textures={"star": "stripes", "heart": "checkers"})
     validate_config(config, check_paths=False)
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"shape_bias__atlas": []}, "config key 'robustness.ood.datasets': the OOD benchmark evaluates the shape_bias.atlas entries, and there are none"),
+        ({"shape_bias__modes": ["non_topk"]}, "config key 'robustness.ood.datasets': the OOD benchmark's Top-K settings need mode topk in shape_bias.modes"),
+        ({"robustness__ood__fractions": [0.1, 0.15]}, "config key 'robustness.ood.fractions': [0.15] are not among shape_bias.fractions"),
+        ({"robustness__ood__url": "https://mirror.example/ood.tar.gz"}, "config key 'robustness.ood.url': 'https://mirror.example/ood.tar.gz' has no {name}"),
+        ({"robustness__ood__sha256": {"rain": "a" * 64}}, "config key 'robustness.ood.sha256.rain': 'rain' is not an OOD dataset"),
+    ],
+)
+def test_the_ood_benchmark_needs_atlas_entries_topk_settings_the_atlas_measures_and_a_url_per_dataset(changes, message):
+    assert error_of(changed(PAPER, **changes)).startswith(message)
+    assert validate_config(changed(PAPER, robustness__ood__datasets=[], **{k: v for k, v in changes.items() if "sha256" not in k}),
+                           check_paths=False)["robustness"]["ood"]["datasets"] == []

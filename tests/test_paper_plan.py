@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from topkshape.robustness.ood import OOD_DATASETS
 from workflow_support import copy_workflow, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -15,8 +16,9 @@ def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     (tmp_path / "imagenet" / "train").mkdir(parents=True)
     # The shipped config stops until the AdaIN weights are pinned (tests/test_plan_checks.py): pin them.
+    # So do model-vs-human's 17 OOD archives, which publish no hashes either.
     pinned = write_config(work / "pinned.yaml", base="config/paper.yaml", stylize__adain__encoder_sha256="a" * 64,
-                          stylize__adain__decoder_sha256="b" * 64)
+                          stylize__adain__decoder_sha256="b" * 64, robustness__ood__sha256={name: "c" * 64 for name in OOD_DATASETS})
     plan = snakemake(work, "all", "-n", "--cores", "8", "--resources", "gpu=2", "--configfile", str(pinned),
                      "--config", f"imagenet_root={tmp_path / 'imagenet'}")
     assert plan.returncode == 0, plan.stderr[-3000:]
@@ -29,6 +31,8 @@ def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
     # AlexNet, VGG16 (Figures 4/5 and LPIPS), VGG-19 (Figures 2/3), Inception (FID): downloaded once each.
     assert counts["pretrained_weights"] == 5 and counts["adain_weights"] == 1  # AlexNet, VGG16, VGG-19, Inception, the atlas's ResNet-50
     assert counts["atlas_eval"] == 1 and counts["atlas_report"] == 1
-    for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized"):
+    # The atlas's one entry on each of the 17 OOD datasets, each dataset and its humans' decisions downloaded once.
+    assert counts["ood_eval"] == counts["ood_dataset"] == counts["ood_humans"] == 17 and counts["ood_report"] == 1
+    for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized", "ood_eval"):
         blocks = [b.split("\n\n")[0] for b in plan.stdout.split(f"rule {rule}:")[1:]]
         assert blocks and all("gpu=1" in block for block in blocks), rule

@@ -11,6 +11,7 @@ import yaml
 from topkshape.config import unpinned_downloads, validate_config
 from topkshape.plan_checks import resource_problems
 from topkshape.pretrained import name_prefix, torchvision_file, workflow_weight_files
+from topkshape.robustness.ood import OOD_DATASETS
 from workflow_support import ROOT, copy_workflow, snakemake, write_config
 
 PAPER = {**yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), "imagenet_root": "/data/ILSVRC2012"}
@@ -34,10 +35,19 @@ def test_an_empty_slurm_partition_or_account_is_refused(value):
     assert list(resource_problems(RULES, {"train": {"slurm_partition": "gpu"}}, {}, ["slurm_account=lab"])) == []
 
 
-def test_the_shipped_paper_config_refuses_only_the_unpinned_adain_weights():
+OOD_PINS = {name: "c" * 64 for name in OOD_DATASETS}
+
+
+def test_the_shipped_paper_config_refuses_only_the_unpinned_adain_weights_and_ood_archives():
     checked = validate_config(PAPER, check_paths=False)
-    assert set(unpinned_downloads(checked)) == {"stylize.adain.encoder_sha256", "stylize.adain.decoder_sha256"}
-    pinned = validate_config({**PAPER, "stylize": {**PAPER["stylize"], "adain": PINS}}, check_paths=False)
+    ood_keys = {f"robustness.ood.sha256.{name}" for name in OOD_DATASETS}
+    assert set(unpinned_downloads(checked)) == {"stylize.adain.encoder_sha256", "stylize.adain.decoder_sha256"} | ood_keys
+    assert "releases/download/v0.1/colour.tar.gz" in unpinned_downloads(checked)["robustness.ood.sha256.colour"]
+    adain_pinned = validate_config({**PAPER, "stylize": {**PAPER["stylize"], "adain": PINS}}, check_paths=False)
+    assert set(unpinned_downloads(adain_pinned)) == ood_keys
+    ood = {**PAPER["robustness"]["ood"], "sha256": OOD_PINS}
+    pinned = validate_config({**PAPER, "stylize": {**PAPER["stylize"], "adain": PINS}, "robustness": {**PAPER["robustness"], "ood": ood}},
+                             check_paths=False)
     assert unpinned_downloads(pinned) == {}
     assert unpinned_downloads(validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))) == {}
 
@@ -63,8 +73,14 @@ def test_snakemake_n_stops_in_one_line_on_the_shipped_paper_config_and_plans_onc
     assert "Traceback" not in stopped.stderr
     # A target that needs no AdaIN weights plans.
     assert snakemake(work, "shape_bias_report", "-n", "--cores", "2", "--configfile", "config/paper.yaml", "--config", root).returncode == 0
-    pinned = write_config(work / "pinned.yaml", base="config/paper.yaml", imagenet_root=str(tmp_path / "imagenet"),
-                          stylize__adain__encoder_sha256=PINS["encoder_sha256"], stylize__adain__decoder_sha256=PINS["decoder_sha256"])
+    adain = dict(imagenet_root=str(tmp_path / "imagenet"), stylize__adain__encoder_sha256=PINS["encoder_sha256"],
+                 stylize__adain__decoder_sha256=PINS["decoder_sha256"])
+    # With the AdaIN weights pinned, the OOD archives (no published hashes either) stop the plan in one line.
+    stopped = snakemake(work, "all", "-n", "--cores", "2", "--configfile", str(write_config(work / "adain.yaml", base="config/paper.yaml", **adain)))
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    assert (stopped.stdout + stopped.stderr).strip().splitlines()[-1].startswith(
+        "topkshape: config key 'robustness.ood.sha256.colour': downloads.require_pinned refuses the unpinned download https://")
+    pinned = write_config(work / "pinned.yaml", base="config/paper.yaml", robustness__ood__sha256=OOD_PINS, **adain)
     plan = snakemake(work, "all", "-n", "--cores", "2", "--configfile", str(pinned))
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert re.search(r"^pretrained_weights\s+5$", plan.stdout, re.MULTILINE), plan.stdout[-2000:]

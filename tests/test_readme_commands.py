@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from topkshape.robustness.ood import OOD_DATASETS
 from workflow_support import ROOT
 
 pytestmark = pytest.mark.slow
@@ -111,11 +112,12 @@ def _clone(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / ".venv").symlink_to(ROOT / ".venv")
-    # The quick start's prerequisite, done as a user does it: the AdaIN weights pinned in config/paper.yaml
+    # The quick start's prerequisite, done as a user does it: the AdaIN weights and OOD archives pinned in config/paper.yaml
     # (until then the shipped paper config stops at `snakemake -n`: tests/test_plan_checks.py).
     paper = dest / "config" / "paper.yaml"
+    ood_pins = "{" + ", ".join(f"{name}: {'c' * 64}" for name in OOD_DATASETS) + "}"
     paper.write_text(paper.read_text().replace("encoder_sha256: null", f"encoder_sha256: {'a' * 64}")
-                     .replace("decoder_sha256: null", f"decoder_sha256: {'b' * 64}"))
+                     .replace("decoder_sha256: null", f"decoder_sha256: {'b' * 64}").replace("    sha256: {}\n", f"    sha256: {ood_pins}\n"))
     for name, stand_in in PLACEHOLDERS.items():
         (dest.parent / stand_in).mkdir(exist_ok=True)
     (dest.parent / PLACEHOLDERS["/data/ILSVRC2012"] / "train").mkdir(exist_ok=True)

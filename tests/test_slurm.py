@@ -74,8 +74,10 @@ def test_the_shipped_profile_runs_a_training_target_on_slurm_with_gpus_and_retri
 # Rules that must not become cluster jobs: aggregates, tables, reports, figures, the environment
 # record (seconds each, and a queue wait each on a cluster) and downloads (compute nodes are often offline).
 LOCAL_RULES = {"all", "data", "train_all", "gan_all", "environment", "table1", "table2", "shape_bias_report", "atlas_report", "mask_dynamics",
-               "gan_mask_dynamics", "builtin_styles", "adain_weights", "cue_conflict_images", "human_decisions", "paper_data"}
-GPU_RULES = {"train", "stylized", "cue_conflict_eval", "cue_conflict_tie_spread", "atlas_eval", "texture_synthesis", "gan_train", "gan_eval"}
+               "gan_mask_dynamics", "builtin_styles", "adain_weights", "cue_conflict_images", "human_decisions", "paper_data",
+               "ood_dataset", "ood_humans", "ood_report"}
+GPU_RULES = {"train", "stylized", "cue_conflict_eval", "cue_conflict_tie_spread", "atlas_eval", "texture_synthesis", "gan_train", "gan_eval",
+             "ood_eval"}
 
 
 def _declared_localrules() -> set[str]:

@@ -225,6 +225,7 @@ def _semantic_problems(config: dict[str, Any], check_paths: bool, mask_figures: 
     yield from _model_problems(config)
     yield from _count_problems(config, mask_figures)
     yield from _reference_problems(config, check_paths)
+    yield from _ood_problems(config)
     if check_paths:
         yield from _offline_path_problems(config)
 
@@ -280,6 +281,12 @@ def unpinned_downloads(config: Mapping[str, Any]) -> dict[str, str]:
             if not entry.get("sha256"):
                 key = f"shape_bias.references.files.{label}.sha256"
                 refused[key] = f"config key '{key}': downloads.require_pinned refuses the unpinned download of {entry['name']}: set it {how}"
+    ood = config["robustness"]["ood"]
+    for name in ood["datasets"]:
+        if not ood["sha256"].get(name):
+            key = f"robustness.ood.sha256.{name}"
+            refused[key] = (f"config key '{key}': downloads.require_pinned refuses the unpinned download "
+                            f"{ood['url'].format(name=name)}: set it {how}")
     from topkshape.pretrained import name_prefix, workflow_weight_files
 
     for file in workflow_weight_files(config).values():
@@ -467,6 +474,30 @@ def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]
     elif evaluation["selection"] == "best" and evaluation["snapshot_every"] > gan["iterations"]:
         yield (f"config key 'gan.eval.snapshot_every': {evaluation['snapshot_every']} is more than gan.iterations "
                f"{gan['iterations']}: selection best would have no snapshot to choose from")
+
+
+def _ood_problems(config: dict[str, Any]) -> Iterator[str]:
+    """The OOD benchmark evaluates the atlas's models at settings whose shape bias the atlas measures."""
+    ood, shape_bias = config["robustness"]["ood"], config["shape_bias"]
+    from topkshape.robustness.ood import OOD_DATASETS
+
+    for name in ood["sha256"]:
+        if name not in OOD_DATASETS:
+            yield f"config key 'robustness.ood.sha256.{name}': {name!r} is not an OOD dataset; choose from {list(OOD_DATASETS)}"
+    if not ood["datasets"]:
+        return
+    if not shape_bias["atlas"]:
+        yield "config key 'robustness.ood.datasets': the OOD benchmark evaluates the shape_bias.atlas entries, and there are none"
+    if len(ood["datasets"]) > 1 and "{name}" not in ood["url"]:
+        yield f"config key 'robustness.ood.url': {ood['url']!r} has no {{name}}, so every dataset would download the same archive"
+    if "topk" not in shape_bias["modes"]:
+        yield ("config key 'robustness.ood.datasets': the OOD benchmark's Top-K settings need mode topk in shape_bias.modes, "
+               "where the atlas measures their shape bias")
+    if ood["fractions"] is not None:
+        missing = [f for f in ood["fractions"] if not any(abs(f - g) < 1e-12 for g in shape_bias["fractions"])]
+        if missing:
+            yield (f"config key 'robustness.ood.fractions': {missing} are not among shape_bias.fractions "
+                   f"{shape_bias['fractions']}, where the atlas measures their shape bias")
 
 
 def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:

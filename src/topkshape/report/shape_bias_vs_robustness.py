@@ -72,23 +72,25 @@ def permutation_p(x: np.ndarray, y: np.ndarray, *, samples: int = 9999, seed: in
     return float(result.pvalue)
 
 
-def correlations(points: pd.DataFrame, *, samples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Spearman's rho with its bootstrap interval and permutation p per subset and over all models.
-    ``evidence`` names a direction only where the interval excludes 0 and p < ``alpha``; otherwise none."""
-    groups = [(subset, part) for subset, part in points.groupby("subset", sort=True)] + [("all", points)]
+def correlations(points: pd.DataFrame, *, samples: int = 1000, seed: int = 0, alpha: float = 0.05,
+                 x: str = "shape", y: str = "mean_corruption_acc", group: str = "subset") -> pd.DataFrame:
+    """Spearman's rho of columns ``x`` and ``y`` with its bootstrap interval and permutation p per ``group``
+    and over all points. ``evidence`` names a direction only where the interval excludes 0 and p < ``alpha``;
+    otherwise none."""
+    groups = [(key, part) for key, part in points.groupby(group, sort=True)] + [("all", points)]
     rows = []
     for name, part in groups:
-        x, y = part["shape"].to_numpy(), part["mean_corruption_acc"].to_numpy()
-        rho, low, high = spearman_interval(x, y, samples=samples, seed=seed)
-        p = permutation_p(x, y, seed=seed) if np.isfinite(rho) else float("nan")
+        x_values, y_values = part[x].to_numpy(), part[y].to_numpy()
+        rho, low, high = spearman_interval(x_values, y_values, samples=samples, seed=seed)
+        p = permutation_p(x_values, y_values, seed=seed) if np.isfinite(rho) else float("nan")
         if not np.isfinite(rho):
             evidence = "undefined"
         elif (low > 0 or high < 0) and p < alpha:
             evidence = "positive" if low > 0 else "negative"
         else:
             evidence = "none"
-        rows.append({"subset": name, "n": len(part), "shape_measure": "/".join(sorted(set(part["shape_measure"]))),
-                     "rho": rho, "ci_low": low, "ci_high": high, "p": p, "evidence": evidence})
+        measure = {"shape_measure": "/".join(sorted(set(part["shape_measure"])))} if "shape_measure" in part else {}
+        rows.append({group: name, "n": len(part), **measure, "rho": rho, "ci_low": low, "ci_high": high, "p": p, "evidence": evidence})
     return pd.DataFrame(rows)
 
 
@@ -98,10 +100,14 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
              "where the interval excludes 0 and p < 0.05.", "",
              "| subset | models | shape measure | rho [95% CI] | permutation p | evidence |", "|---|---|---|---|---|---|"]
     for row in table.itertuples():
-        cell = "–" if not np.isfinite(row.rho) else f"{row.rho:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-        p = "–" if not np.isfinite(row.p) else f"{row.p:.3g}"
-        lines.append(f"| {row.subset} | {row.n} | {row.shape_measure} | {cell} | {p} | {row.evidence} |")
+        lines.append(f"| {row.subset} | {row.n} | {row.shape_measure} | {rho_cells(row)} | {row.evidence} |")
     return "\n".join(lines) + "\n"
+
+
+def rho_cells(row) -> str:
+    """A correlation row's ``rho [95% CI] | p`` markdown cells, ``–`` where rho is undefined."""
+    cell = "–" if not np.isfinite(row.rho) else f"{row.rho:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
+    return f"{cell} | {'–' if not np.isfinite(row.p) else f'{row.p:.3g}'}"
 
 
 def figure(points: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:

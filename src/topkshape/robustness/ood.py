@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from topkshape.atomic import atomic_directory
+from topkshape.atomic import atomic_directory, atomic_file
 from topkshape.download import download_file, unpack_archive
 from topkshape.errors import InputDataError
 from topkshape.models.zoo import STIMULUS_SIZE
@@ -138,6 +138,20 @@ def read_raw_data(paths: Sequence[str | Path]) -> pd.DataFrame:
     return frame.assign(condition=frame["condition"].astype(str))
 
 
+def select_trials(trials: Sequence[Trial], per_class: int | None) -> list[Trial]:
+    """The first ``per_class`` trials (name order) of each condition and category; all of them when None."""
+    if per_class is None:
+        return list(trials)
+    taken: dict[tuple[str, str], int] = {}
+    kept = []
+    for trial in trials:
+        key = (trial.condition, trial.category)
+        if taken.get(key, 0) < per_class:
+            taken[key] = taken.get(key, 0) + 1
+            kept.append(trial)
+    return kept
+
+
 def trial_stimuli(trials: Sequence[Trial], image_size: int) -> Stimuli:
     """The trials' images decoded as the shape-bias stimuli are (unresized at the input size, else the toolbox's resize)."""
     decoded = [decode_stimulus(t.path, image_size) for t in trials]
@@ -161,11 +175,13 @@ def model_raw_decisions(model: nn.Module, trials: Sequence[Trial], subject: str,
 
 
 def entry_raw_decisions(entry: AtlasEntry, tags: Sequence[str], dataset: str | Path, *, batch_size: int = 32, ties: str | None = None,
-                        tie_seed: int = 0, device: str | None = None, weights_file: str | Path | None = None) -> dict[str, pd.DataFrame]:
+                        tie_seed: int = 0, device: str | None = None, weights_file: str | Path | None = None,
+                        images_per_class: int | None = None) -> dict[str, pd.DataFrame]:
     """An atlas entry's decisions on an OOD dataset for each setting of ``tags`` (``none``: without Top-K;
-    ``topk10``: Top-K at 10% at the entry's placement), subject ``<entry>-<tag>``."""
+    ``topk10``: Top-K at 10% at the entry's placement), subject ``<entry>-<tag>``; of each condition and
+    category only the first ``images_per_class`` images when given."""
     loaded, positions = load_entry(entry, weights_file)
-    trials = list_trials(dataset)
+    trials = select_trials(list_trials(dataset), images_per_class)
     stimuli = trial_stimuli(trials, STIMULUS_SIZE)
     frames = {}
     for tag in tags:
@@ -174,6 +190,16 @@ def entry_raw_decisions(entry: AtlasEntry, tags: Sequence[str], dataset: str | P
         responses = model_decisions(model, stimuli, batch_size=batch_size, device=device, progress=False, preprocess=loaded.preprocessing)
         frames[tag] = raw_frame(trials, responses, f"{entry.name}-{tag}")
     return frames
+
+
+def write_entry_raw_decisions(entry: AtlasEntry, tags: Sequence[str], dataset: str | Path, out_csv: str | Path, *, threads: int = 1,
+                              **options) -> pd.DataFrame:
+    """:func:`entry_raw_decisions` of every setting as one CSV (the settings' subjects one after another)."""
+    torch.set_num_threads(threads)
+    frame = pd.concat(entry_raw_decisions(entry, tags, dataset, **options).values(), ignore_index=True)
+    with atomic_file(out_csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
 
 
 def _conditions(frame: pd.DataFrame) -> list[str]:

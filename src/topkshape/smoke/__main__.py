@@ -63,7 +63,7 @@ def prepare(work: Path, paper_data: Path, human_raw_data: Path, port: int) -> tu
         write_imagenet_tree(root, wnids, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS,
                             photos=_photos(config, paper_data))
     print(f"smoke: preparing served files under {work / 'serve'} (random weights of the real formats)", flush=True)
-    files = write_served_tree(work / "serve", paper_data, human_raw_data)
+    files = write_served_tree(work / "serve", paper_data, human_raw_data, ood_datasets=config.get("robustness", {}).get("ood", {}).get("datasets", []))
     overlay = work / "downloads.yaml"
     text = yaml.safe_dump(downloads_overlay(f"http://127.0.0.1:{port}", files, root, work / "resources"), sort_keys=True)
     header = "# Written by python -m topkshape.smoke: where the paper config's downloads come from in the smoke run.\n"

@@ -17,12 +17,14 @@ import pandas as pd
 from PIL import Image
 
 from topkshape.errors import InputDataError
+from topkshape.shape_bias.tags import sweep_tags
 
 # The rules of the paper configuration's DAG: each must have run (rules/*.smk).
 PAPER_RULES = (
     "environment", "paper_data", "adain_weights", "pretrained_weights", "human_decisions", "reference_decisions",
     "subset", "stylized", "fewshot", "train", "table1", "cue_conflict_eval", "cue_conflict_tie_spread", "shape_bias_report",
     "atlas_eval", "atlas_report", "corrupted", "corruption_eval", "table1b", "shape_bias_vs_robustness",
+    "ood_dataset", "ood_humans", "ood_eval", "ood_report",
     "texture_synthesis", "mask_dynamics", "gan_train", "gan_eval", "gan_mask_dynamics", "table2",
 )
 
@@ -100,6 +102,25 @@ def check_table1b(tables: Path, subsets: Iterable[str], corruptions: dict) -> No
         for variant in ("baseline", "topk", "topk_mean_rpl"):
             rows = _long_rows(table, "subset", subset, "mean", variant, "mean_corruption_acc")
             _require(len(rows) == 1 and 0 <= float(rows["mean"].iloc[0]) <= 100, f"table1b.csv: no mean corruption accuracy of {subset} {variant}")
+
+
+def check_ood(tables: Path, entries: Iterable[str], datasets: list[str], tags: list[str]) -> None:
+    """Every atlas entry at every setting on every configured dataset and over all, values and intervals in
+    range, the humans' own values beside them, and each setting's point of shape bias against OOD accuracy."""
+    table = pd.read_csv(tables / "ood_benchmark.csv")
+    for entry in entries:
+        for tag in tags:
+            rows = table[(table["model"] == entry) & (table["tag"] == tag)]
+            _require(sorted(rows["dataset"]) == sorted([*datasets, "all"]), f"ood_benchmark.csv: {entry} {tag} has datasets {sorted(rows['dataset'])}")
+            for key in ("ood_accuracy", "observed_consistency"):
+                inside = (rows[f"{key}_low"] <= rows[key] + 1e-9) & (rows[key] <= rows[f"{key}_high"] + 1e-9)
+                _require(rows[key].between(0, 1).all() and rows[f"human_{key}"].between(0, 1).all() and inside.all(),
+                         f"ood_benchmark.csv: {entry} {tag}: {key} or its interval out of range")
+            _require(rows["error_consistency"].between(-1, 1).all() and (rows["trials"] > 0).all(),
+                     f"ood_benchmark.csv: {entry} {tag}: error consistency outside [-1, 1] or no trials")
+    points = pd.read_csv(tables / "shape_bias_vs_ood_points.csv")
+    _require(len(points) == len(list(entries)) * len(tags) and points["shape_bias"].between(0, 1).all(),
+             f"shape_bias_vs_ood_points.csv: {len(points)} points, not one per entry and setting with a shape bias")
 
 
 def check_table2(tables: Path, fewshot: Iterable[str]) -> None:
@@ -201,6 +222,10 @@ def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> N
                      shape_bias.get("tie_spread_draws", 0))
     if shape_bias.get("atlas"):
         check_atlas(results / "tables", results, shape_bias["atlas"], shape_bias["fractions"], shape_bias["modes"])
+    ood = config.get("robustness", {}).get("ood", {})
+    if ood.get("datasets"):
+        entries = [entry["name"] for entry in shape_bias["atlas"]]
+        check_ood(results / "tables", entries, ood["datasets"], sweep_tags(ood.get("fractions") or shape_bias["fractions"], ["topk"]))
     check_texture(results / "tables")
     check_figures(results / "figures")
     if summary_tsv is not None:

@@ -48,12 +48,17 @@ def _random_torchvision(arch: str, path: Path, seed: int) -> None:
         torch.save(state, tmp)
 
 
-def write_served_tree(serve: str | Path, paper_data: str | Path, human_raw_data: str | Path, *, seed: int = 0) -> dict[str, Path]:
-    """Lay out ``serve/`` and return each served weight file (route -> path); existing weight files are kept.
+def write_served_tree(serve: str | Path, paper_data: str | Path, human_raw_data: str | Path, *, seed: int = 0,
+                      ood_datasets: tuple[str, ...] | list[str] = ()) -> dict[str, Path]:
+    """Lay out ``serve/`` and return each served file that is pinned (route -> path); existing ones are kept.
 
     ``paper_data``: a local copy of the paper repository's files (``style_target/``, ``fewshot/``,
-    ``cue-conflict/``). ``human_raw_data``: model-vs-human's ``raw-data/`` (``cue-conflict/*.csv``).
+    ``cue-conflict/``). ``human_raw_data``: model-vs-human's ``raw-data/`` (``<dataset>/*.csv``): the
+    cue-conflict decisions, and for each of ``ood_datasets`` the humans' files and a stand-in archive
+    (:mod:`topkshape.smoke.ood_stand_ins`).
     """
+    from topkshape.smoke.ood_stand_ins import write_stand_in_archive
+
     from topkshape.gan.fidelity import save_random_inception_weights
     from topkshape.stylize.adain import save_random_adain_weights
 
@@ -62,6 +67,12 @@ def write_served_tree(serve: str | Path, paper_data: str | Path, human_raw_data:
         _link(Path(paper_data) / local, serve / "paper" / repo_folder)
     _link(Path(human_raw_data) / "cue-conflict", serve / "model-vs-human" / "cue-conflict")
     files: dict[str, Path] = {}
+    for dataset in ood_datasets:
+        _link(Path(human_raw_data) / dataset, serve / "model-vs-human" / "raw-data" / dataset)
+        archive = serve / "ood" / f"{dataset}.tar.gz"
+        if not archive.is_file():
+            write_stand_in_archive(dataset, Path(human_raw_data) / dataset, archive, seed=seed)
+        files[f"ood/{archive.name}"] = archive
     for index, arch in enumerate(TORCHVISION_ARCHS):
         path = serve / "torchvision" / torchvision_file(arch, "DEFAULT")
         if not path.is_file():
@@ -105,4 +116,9 @@ def downloads_overlay(base_url: str, files: dict[str, Path], imagenet_root: str 
             "humans": {"base_url": f"{base_url}/model-vs-human/cue-conflict"},
             "references": {"base_url": f"{base_url}/model-vs-human/cue-conflict"},
         },
+        "robustness": {"ood": {
+            "url": f"{base_url}/ood/{{name}}.tar.gz",
+            "humans_url": f"{base_url}/model-vs-human/raw-data",
+            "sha256": {Path(route).name.removesuffix(".tar.gz"): sha for route, sha in pins.items() if route.startswith("ood/")},
+        }},
     }
