@@ -27,6 +27,19 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+if workflow.overwrite_configfiles and "experiment" not in config:
+    # Config files of overrides only (no experiment): layered over the embedded default, as
+    # `--configfile config.yaml overrides.yaml` would layer them.
+    from snakemake.utils import update_config
+
+    with open(os.path.join(workflow.basedir, "config.yaml")) as handle:
+        _layered = yaml.safe_load(handle)
+    update_config(_layered, config)
+    config.clear()
+    config.update(_layered)
+    print(f"topkshape: {' '.join(os.path.relpath(f) for f in workflow.overwrite_configfiles)} name no experiment: layered over config.yaml",
+          file=sys.stderr)
+
 try:
     checked = validate_config(config)
 except ConfigError as err:
@@ -64,6 +77,10 @@ PAPER_REFERENCE = os.path.relpath(os.path.join(workflow.basedir, "config", "pape
 # workflow profile's rerun triggers do not look at timestamps).
 with open(PAPER_REFERENCE) as handle:
     PAPER_VALUES = yaml.safe_load(handle)
+# The classes the paper's Table 1 values belong to (config/paper.yaml's subsets): a subset run on other
+# classes gets no paper values beside it.
+with open(os.path.join(workflow.basedir, "config", "paper.yaml")) as handle:
+    PAPER_SUBSETS = yaml.safe_load(handle)["data"]["subsets"]
 
 
 # A constraint matching exactly the configured names. A lambda, not a def: the linter asks for no

@@ -76,6 +76,7 @@ rule table2:
         tex=f"{RESULTS}/tables/table2.tex",
         json=f"{RESULTS}/tables/table2.json",
         samples=report(f"{RESULTS}/figures/fewshot_samples.png", caption="../report/fewshot_samples.rst", category="Table 2"),
+        samples_pdf=f"{RESULTS}/figures/fewshot_samples.pdf",
         figure_png=report(f"{RESULTS}/figures/table2.png", caption="../report/table2_figure.rst", category="Table 2"),
         figure_pdf=f"{RESULTS}/figures/table2.pdf",
     params:

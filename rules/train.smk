@@ -49,6 +49,7 @@ rule table1:
         train=config["train"],
         subsets=config["data"]["subsets"],
         paper_values=PAPER_VALUES["table1"],
+        paper_subsets=PAPER_SUBSETS,
     log:
         f"{LOGS}/table1.log",
     threads: 1

@@ -262,7 +262,11 @@ def test_chance_uses_the_number_of_classes_of_the_set():
 
 
 def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from topkshape.report.style import CHANCE_COLOR, model_color
     from topkshape.report.shape_bias import (
+        figure_order,
         overall_figure,
         reading,
         shape_bias_table,
@@ -290,8 +294,10 @@ def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp
     assert sum("†" in line for line in markdown.splitlines() if line.startswith("| ")) == 2
 
     fig = overall_figure(table)
-    ordered = table.sort_values("shape_bias", ignore_index=True)
-    # Left: model-vs-human's box of per-class values, quartile to quartile, in shape-bias order.
+    ordered = figure_order(table)
+    # Rows grouped by model, top to bottom: each model's plain run, then its settings by K.
+    assert ordered["decision_maker"].tolist() == ["m-none", "m-topk5", "m-topk10", "z-none", "z-topk10"]
+    # Left: model-vs-human's box of per-class values, quartile to quartile, one row per decision maker.
     boxes = fig.axes[0].patches
     drawn = np.array([(p.get_x(), p.get_x() + p.get_width(), p.get_y() + 0.3) for p in boxes])
     expected = np.array([(r["per_class_q1"], r["per_class_q3"], y) for y, r in enumerate(ordered.to_dict("records"))])
@@ -299,14 +305,16 @@ def test_report_marks_chance_rows_hollow_and_never_reads_an_effect_from_them(tmp
     for r in table.to_dict("records"):
         values = np.sort(class_shape_biases(makers[r["decision_maker"]]).dropna().to_numpy())
         assert (r["per_class_q1"], r["per_class_median"], r["per_class_q3"]) == pytest.approx(tuple(np.percentile(values, [25, 50, 75])))
-    # Right: the pooled values with their CIs.
+    # Right: the pooled values with their CIs; those not above chance hollow and grey, the others in their model's colour.
     scatters = [c for c in fig.axes[1].collections if isinstance(c, PathCollection)]
     hollow = [c for c in scatters if len(c.get_facecolor()) == 0]
     filled = [c for c in scatters if len(c.get_facecolor()) > 0]
-    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2
-    assert sorted(hollow[0].get_offsets()[:, 1].tolist()) == sorted(ordered.index[ordered["not_above_chance"].astype(bool)].tolist())
+    hollow_y = sorted(y for c in hollow for y in c.get_offsets()[:, 1].tolist())
+    assert hollow_y == sorted(ordered.index[ordered["not_above_chance"].astype(bool)].tolist())
+    assert {to_hex(c.get_edgecolor()[0]) for c in hollow} == {to_hex(CHANCE_COLOR)}
     assert sum(len(c.get_offsets()) for c in filled) == 3
-    grey = [t.get_text() for t in fig.axes[1].get_yticklabels() if t.get_color() == "gray"]
+    assert {to_hex(colour) for c in filled for colour in c.get_facecolor()} == {to_hex(model_color("m")), to_hex(model_color("z"))}
+    grey = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "gray"]  # the panels share the row labels
     assert sorted(grey) == ["m Top-K 5% (at chance)", "z (at chance)"]
 
 

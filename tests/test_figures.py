@@ -98,7 +98,7 @@ def test_shape_bias_vs_k_has_labelled_horizontal_lines_for_humans_references_and
     # Close references get labels far enough apart to read (0.54 and 0.57 would overlap).
     heights = sorted(text.xy[1] for text in ax.texts)
     assert min(np.diff(heights)) >= 0.05 - 1e-9
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    legend = [text.get_text() for text in ax.figure.legends[0].get_texts()]  # below the axes, off the data
     assert legend == ["alexnet Top-K", "alexnet non-Top-K", "vgg16 Top-K", "plain model (no Top-K)", "not above chance"]
 
 

@@ -1,12 +1,15 @@
-"""Every snakemake, dvc and make command in the README's code blocks works as written (dry-run).
+"""Every snakemake, dvc and make command in the code blocks of the README and of the docs pages
+(docs/*.md, the mkdocs site) works as written (dry-run).
 
 The commands run in a temporary copy of the working tree (the files git tracks or would
 track, as a fresh clone has them, with the project's .venv linked in): `snakemake ... -n`,
-`make -n ...` (and the snakemake commands its recipe runs, dry-run in turn), and the README's
+`make -n ...` (and the snakemake commands its recipe runs, dry-run in turn), and each file's
 dvc commands in order (`dvc repro`: the pipeline loads and each stage's snakemake command
-plans). Placeholders for the user's own paths are replaced (PLACEHOLDERS); dvc commands that
-cannot be dry-run are parsed by dvc's own argument parser (PARSE_ONLY, each with the reason).
+plans). A command that several files show is planned once. Placeholders for the user's own
+paths are replaced (PLACEHOLDERS); dvc commands that cannot be dry-run are parsed by dvc's own
+argument parser (PARSE_ONLY, each with the reason).
 To check a draft README: README_UNDER_TEST=path pytest tests/test_readme_commands.py
+(DOCS_UNDER_TEST=folder for draft docs pages).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from workflow_support import ROOT
 pytestmark = pytest.mark.slow
 
 README = Path(os.environ.get("README_UNDER_TEST", ROOT / "README.md"))
+DOCS = Path(os.environ.get("DOCS_UNDER_TEST", ROOT / "docs"))
 TOOLS = ("snakemake", "dvc", "make")
 SHELL_LANGUAGES = ("", "bash", "sh", "shell", "console")
 PREFIXES = ("time", "nice", "env")  # words that may precede the tool on a line
@@ -53,7 +57,8 @@ PARSE_ONLY = {
 @dataclass(frozen=True)
 class Command:
     words: tuple[str, ...]
-    text: str  # as written in the README (continuation lines joined)
+    text: str  # as written in the file (continuation lines joined)
+    source: str = ""  # the file that shows it: README.md or docs/<page>.md
 
     @property
     def tool(self) -> str:
@@ -78,10 +83,12 @@ def _split_commands(line: str) -> list[list[str]]:
     return [w for w in commands if w]
 
 
-def readme_commands(text: str) -> list[Command]:
-    """The snakemake/dvc/make commands of the fenced shell code blocks, in document order."""
+def readme_commands(text: str, source: str = "") -> list[Command]:
+    """The snakemake/dvc/make commands of the fenced shell code blocks, in document order.
+
+    Fences may be indented (a code block inside a list item or an admonition of the docs pages)."""
     found = []
-    for language, body in re.findall(r"^```([\w-]*)[^\n]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+    for language, body in re.findall(r"^[ \t]*```([\w-]*)[^\n]*\n(.*?)^[ \t]*```", text, re.MULTILINE | re.DOTALL):
         if language not in SHELL_LANGUAGES:
             continue
         for line in re.sub(r"\\\n\s*", " ", body).splitlines():
@@ -89,17 +96,41 @@ def readme_commands(text: str) -> list[Command]:
             try:
                 commands = _split_commands(line)
             except ValueError:  # unbalanced quotes: prose or output, unless it starts with a tool
-                assert Path(first).name not in TOOLS, f"README command cannot be parsed: {line}"
+                assert Path(first).name not in TOOLS, f"{source or 'README'} command cannot be parsed: {line}"
                 continue
             for words in commands:
                 while words and (words[0] in PREFIXES or re.fullmatch(r"[A-Za-z_]\w*=.*", words[0])):
                     words = words[1:]
                 if words and Path(words[0]).name in TOOLS:
-                    found.append(Command(tuple(words), " ".join(line.split())))
+                    found.append(Command(tuple(words), " ".join(line.split()), source))
     return found
 
 
-COMMANDS = readme_commands(README.read_text()) if README.is_file() else []
+def documented_files() -> list[Path]:
+    """The README, then every docs page, in a fixed order."""
+    pages = sorted(DOCS.glob("*.md")) if DOCS.is_dir() else []
+    return [path for path in [README, *pages] if path.is_file()]
+
+
+def _label(path: Path) -> str:
+    return f"docs/{path.name}" if path.parent == DOCS else path.name
+
+
+COMMANDS = [command for path in documented_files() for command in readme_commands(path.read_text(), _label(path))]
+README_COMMANDS = [command for command in COMMANDS if command.source == _label(README)]
+
+
+def _unique(tool: str) -> list[Command]:
+    """One command per distinct word list (the first file that shows it), in document order."""
+    seen: dict[tuple[str, ...], Command] = {}
+    for command in COMMANDS:
+        if command.tool == tool:
+            seen.setdefault(command.words, command)
+    return list(seen.values())
+
+
+def _shown_in(command: Command) -> str:
+    return ", ".join(dict.fromkeys(c.source for c in COMMANDS if c.words == command.words))
 
 
 def _clone(dest: Path) -> Path:
@@ -165,8 +196,18 @@ def _profile_folder(words: list[str], work: Path) -> Path:
     return Path(name) if Path(name).is_absolute() else work / name
 
 
+_PLANNED: dict[tuple[tuple[str, ...], str], str | None] = {}
+
+
 def dry_run_snakemake(words: tuple[str, ...], work: Path) -> str | None:
-    """None when the command plans without error, else what went wrong."""
+    """None when the command plans without error, else what went wrong (each command planned once per copy)."""
+    key = (tuple(words), str(work))
+    if key not in _PLANNED:
+        _PLANNED[key] = _dry_run_snakemake(words, work)
+    return _PLANNED[key]
+
+
+def _dry_run_snakemake(words: tuple[str, ...], work: Path) -> str | None:
     args = _substitute(words, work)
     if "--profile" in args and not _profile_folder(args, work).is_dir():
         return f"profile folder {_profile_folder(args, work)} does not exist in a fresh clone"
@@ -209,30 +250,45 @@ def clone(tmp_path_factory):
 
 def test_the_readme_documents_commands_for_every_tool():
     assert README.is_file(), README
-    assert {c.tool for c in COMMANDS} >= {"snakemake", "make"}, [str(c) for c in COMMANDS]
+    assert {c.tool for c in README_COMMANDS} >= {"snakemake", "make"}, [str(c) for c in README_COMMANDS]
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.tool == "snakemake"], ids=str)
+def test_the_docs_pages_commands_are_checked_too():
+    # The workflow page shows the paper run on one machine; the cluster page the SLURM variants.
+    assert DOCS.is_dir(), DOCS
+    sources = {c.source for c in COMMANDS}
+    assert {"docs/workflow.md", "docs/cluster.md", "docs/sharing.md"} <= sources, sorted(sources)
+
+
+@pytest.mark.parametrize("command", _unique("snakemake"), ids=str)
 def test_readme_snakemake_command_plans_as_written(command, clone):
     problem = dry_run_snakemake(command.words, clone)
-    assert problem is None, f"README command `{command}` fails:\n{problem}"
+    assert problem is None, f"command `{command}` ({_shown_in(command)}) fails:\n{problem}"
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.tool == "make"], ids=str)
+@pytest.mark.parametrize("command", _unique("make"), ids=str)
 def test_readme_make_command_and_the_snakemake_it_runs_plan_as_written(command, clone):
     done = _run(["make", "-n", *command.words[1:]], clone)
-    assert done.returncode == 0, f"README command `{command}` fails:\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, f"command `{command}` ({_shown_in(command)}) fails:\n{done.stderr[-2000:]}"
     for line in done.stdout.splitlines():
         for words in _split_commands(line):
             if Path(words[0]).name == "snakemake":
                 problem = dry_run_snakemake(tuple(words), clone)
-                assert problem is None, f"`{command}` runs `{line}`, which fails:\n{problem}"
+                assert problem is None, f"`{command}` ({_shown_in(command)}) runs `{line}`, which fails:\n{problem}"
 
 
-def test_readme_dvc_commands_run_in_order_as_written(clone):
-    commands = [c for c in COMMANDS if c.tool == "dvc"]
+def _reset_dvc_config(work: Path) -> None:
+    """Each file's dvc commands start from a fresh clone's DVC settings (a remote added by one file is not another's)."""
+    subprocess.run(["git", "checkout", "-q", "--", ".dvc"], cwd=work, env=_env(work), capture_output=True, check=True)
+    (work / ".dvc" / "config.local").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("source", list(dict.fromkeys(c.source for c in COMMANDS if c.tool == "dvc")) or ["README.md"])
+def test_readme_dvc_commands_run_in_order_as_written(source, clone):
+    commands = [c for c in COMMANDS if c.tool == "dvc" and c.source == source]
     if not commands:
-        pytest.skip("the README has no dvc command")
+        pytest.skip(f"{source} has no dvc command")
+    _reset_dvc_config(clone)
     for command in commands:
         args = _substitute(command.words, clone)
         sub = args[1] if len(args) > 1 else ""
@@ -252,12 +308,12 @@ def test_readme_dvc_commands_run_in_order_as_written(clone):
                     continue
                 for cmd in cmds:
                     problem = dry_run_snakemake(tuple(cmd), clone)
-                    assert problem is None, f"`{command}` runs stage {stage}: `{shlex.join(cmd)}`, which fails:\n{problem}"
+                    assert problem is None, f"`{command}` ({source}) runs stage {stage}: `{shlex.join(cmd)}`, which fails:\n{problem}"
         elif sub in ("init", "status", "remote", "config", "dag", "params", "metrics"):
             done = _run(args, clone)  # only reads, or writes the copy's .dvc/config
         else:
             pytest.fail(f"no dry run known for `{command}`: add it to PARSE_ONLY with the reason, or a handler")
-        assert done.returncode == 0, f"README command `{command}` fails:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
+        assert done.returncode == 0, f"{source} command `{command}` fails:\n{done.stdout[-1500:]}{done.stderr[-1500:]}"
 
 
 # The checks themselves: the extraction, and that a documented command that fails is caught.
@@ -283,6 +339,22 @@ def test_extraction_joins_continuations_drops_comments_and_prefixes_and_skips_ot
         (".venv/bin/snakemake", "all", "--cores", "2", "--configfile", "config/paper.yaml"),
         ("make", "-n", "all"),
         ("dvc", "status"),
+    ]
+
+
+def test_extraction_reads_indented_fences_and_records_the_file():
+    text = (
+        "- a list item:\n"
+        "\n"
+        "    ```bash\n"
+        "    snakemake all --cores 2   # inside the item\n"
+        "    ```\n"
+        "```text\n"
+        "snakemake all   # output, not a command\n"
+        "```\n"
+    )
+    assert [(c.words, c.source) for c in readme_commands(text, "docs/page.md")] == [
+        (("snakemake", "all", "--cores", "2"), "docs/page.md"),
     ]
 
 

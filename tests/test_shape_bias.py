@@ -297,20 +297,21 @@ def test_report_writes_table_with_humans_and_both_figures(tmp_path):
         assert row.shape_bias == pytest.approx(toolbox_reference(list(csv.DictReader(fh)))[2])
     for key in ("overall_png", "overall_pdf", "per_class_png", "per_class_pdf"):
         assert out[key].stat().st_size > 1000
-    # Figure 4 draws the table: one row per decision maker in shape-bias order, the pooled points at the
+    # Figure 4 draws the table: one row per decision maker, grouped by model (humans first), the pooled points at the
     # table's values, each box spanning that row's quartiles.
-    from topkshape.report.shape_bias import overall_figure
+    from topkshape.report.shape_bias import figure_order, overall_figure
 
     figure = overall_figure(table)
     box_ax, pooled_ax = figure.axes
-    ordered = table.sort_values("shape_bias", ignore_index=True)
+    ordered = figure_order(table)
+    assert ordered["decision_maker"].tolist() == ["humans", "alexnet-none", "alexnet-topk10", "alexnet-non_topk10"]
     points = np.concatenate([c.get_offsets() for c in pooled_ax.collections if len(c.get_offsets()) and c.get_offsets().shape[1] == 2
                              and type(c).__name__ == "PathCollection"])
     assert sorted(map(tuple, points.round(12))) == sorted(zip(ordered["shape_bias"].round(12), np.arange(len(ordered), dtype=float)))
     boxes = sorted((patch.get_y() + 0.3, patch.get_x(), patch.get_x() + patch.get_width()) for patch in box_ax.patches)
     expected_boxes = [(float(y), r.per_class_q1, r.per_class_q3) for y, r in enumerate(ordered.itertuples())]
     np.testing.assert_allclose(np.array(boxes), np.array(expected_boxes), atol=1e-12)
-    assert [t.get_text() for t in pooled_ax.get_yticklabels()][-1].startswith(ordered["model"].iloc[-1])
+    assert [t.get_text() for t in box_ax.get_yticklabels()][-1].startswith(ordered["model"].iloc[-1])
     assert "humans" in out["md"].read_text()
     # Figure 4's per-class values and their box are model-vs-human's, humans averaged over observers.
     human_files = sorted(RAW_DIR.glob("cue-conflict_subject-*.csv"))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from topkshape.report import table2
 
@@ -193,29 +193,24 @@ def test_dvc_metrics_are_keyed_class_variant_metric(written):
     assert metrics["jeep/fastgan/kid_x1e3"]["mean"] == 31.5 and len(metrics) == 8
 
 
-def _label(text: str, height: int) -> np.ndarray:
-    """The documented label: a 150 px white column, the text in black at (4, height // 2 - 6)."""
-    label = Image.new("RGB", (150, height), (255, 255, 255))
-    ImageDraw.Draw(label).text((4, height // 2 - 6), text, fill=(0, 0, 0))
-    return np.asarray(label)
-
-
-def test_sample_grid_stacks_one_row_per_preview_labelled_with_class_and_variant(tmp_path):
+def test_sample_grid_draws_one_row_per_preview_split_into_its_samples_and_labelled_with_class_and_variant(tmp_path):
     previews = []
-    # an RGB, a greyscale and an RGBA preview, of odd and even heights; the last in an unknown variant folder
-    for i, (cls, variant, mode, color, height) in enumerate((("fish", "fastgan", "RGB", (0, 200, 30), 20),
-                                                            ("fish", "fastgan_topk", "L", 90, 21),
-                                                            ("jeep", "other", "RGBA", (20, 200, 30, 255), 24))):
+    # an RGB preview of two square samples; a greyscale and an RGBA preview that are no row of squares (one tile
+    # each), the last in an unknown variant folder
+    for cls, variant, mode, color, height in (("fish", "fastgan", "RGB", (0, 200, 30), 20), ("fish", "fastgan_topk", "L", 90, 21),
+                                              ("jeep", "other", "RGBA", (20, 200, 30, 255), 24)):
         path = tmp_path / cls / variant / "seed0" / "preview.png"
         path.parent.mkdir(parents=True)
         Image.new(mode, (40, height), color).save(path)
         previews.append(path)
-    outs = [tmp_path / "grid.png", tmp_path / "copy" / "grid.png"]
+    fig = table2.sample_grid_figure(previews)
+    axes = np.array(fig.axes).reshape(3, 2)
+    assert [[len(ax.images) for ax in row] for row in axes] == [[1, 1], [1, 0], [1, 0]]
+    assert [ax.get_title() for ax in axes[0]] == ["1", "2"]
+    assert [row[0].get_ylabel() for row in axes] == ["fish\nFastGAN", "fish\nFastGAN w. Top-K (ours)", "jeep\nother"]
+    np.testing.assert_array_equal(axes[0][1].images[0].get_array(), np.full((20, 20, 3), (0, 200, 30)))
+    np.testing.assert_array_equal(axes[1][0].images[0].get_array(), np.full((21, 40, 3), 90))
+    np.testing.assert_array_equal(axes[2][0].images[0].get_array(), np.full((24, 40, 3), (20, 200, 30)))
+    outs = [tmp_path / "grid.png", tmp_path / "copy" / "grid.pdf"]
     table2.sample_grid(previews, outs)
-    grid = np.asarray(Image.open(outs[0]))
-    assert Image.open(outs[0]).format == "PNG" and grid.shape == (20 + 21 + 24, 150 + 40, 3)
-    assert (grid[:20, 150:] == (0, 200, 30)).all() and (grid[20:41, 150:] == 90).all() and (grid[41:, 150:] == (20, 200, 30)).all()
-    assert np.array_equal(grid[:20, :150], _label("fish\nFastGAN", 20))
-    assert np.array_equal(grid[20:41, :150], _label("fish\nFastGAN w. Top-K (ours)", 21))
-    assert np.array_equal(grid[41:, :150], _label("jeep\n", 24))
-    assert np.array_equal(grid, np.asarray(Image.open(outs[1])))
+    assert Image.open(outs[0]).format == "PNG" and outs[1].read_bytes()[:5] == b"%PDF-"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from topkshape.errors import InputDataError
-from topkshape.mask_recording import MaskRecorder, load_masks, save_masks
+from topkshape.mask_recording import MaskRecorder, load_mask_inputs, load_masks, save_masks
 from topkshape.ops import TopK, topk_count, topk_mask
 from topkshape.texture import (
     FeatureTaps,
@@ -378,6 +380,25 @@ def test_mask_recorder_records_k_entries_per_channel_and_restores_train_mode(tmp
     recorder.save(tmp_path / "masks.pt")
     loaded = load_masks(tmp_path / "masks.pt")
     assert sorted(loaded) == [0, 10] and all(torch.equal(loaded[s], recorder.masks[s]) for s in loaded)
+    assert torch.equal(load_mask_inputs(tmp_path / "masks.pt"), images)  # Figure 8 shows what the masks are of
+
+
+def test_figure_8_shows_each_recorded_input_beside_its_masks_and_no_column_for_latents(tmp_path):
+    from topkshape.texture import experiment
+
+    masks = {0: torch.zeros(2, 1, 4, 4, dtype=torch.bool), 5: torch.ones(2, 1, 4, 4, dtype=torch.bool)}
+    drawn = {}
+    for name, inputs in (("images", 3 * torch.randn(2, 3, 8, 8)), ("latents", torch.randn(2, 16)), ("none", None)):
+        save_masks(masks, tmp_path / f"{name}.pt", inputs=inputs)
+        with mock.patch.object(experiment, "save_mask_dynamics") as save:
+            experiment.render_mask_dynamics(tmp_path / f"{name}.pt", [tmp_path / f"{name}.png"], title="t")
+        drawn[name] = save.call_args.kwargs["inputs"]
+    assert drawn["latents"] is None and drawn["none"] is None
+    shown = drawn["images"]
+    assert shown.shape == (2, 3, 8, 8) and float(shown.min()) == 0.0 and float(shown.max()) == pytest.approx(1.0)
+    # A masks file of masks alone (written before the inputs were kept) still loads.
+    torch.save(dict(masks), tmp_path / "old.pt")
+    assert sorted(load_masks(tmp_path / "old.pt")) == [0, 5] and load_mask_inputs(tmp_path / "old.pt") is None
 
 
 def test_mask_recorder_rejects_a_layer_that_is_not_topk():
@@ -421,7 +442,8 @@ def test_figures_are_written_and_draw_each_panel_and_mask_where_it_belongs(tmp_p
     assert _is_png(tmp_path / "fig8.png")
     grid = drawn[1].axes
     assert len(grid) == 6 * 3  # (image, channel) rows x times
-    assert [ax.get_title() for ax in grid[:3]] == ["0", "5", "20"] and grid[3 * 4].get_ylabel() == "img 1, ch 7"
+    assert [ax.get_title() for ax in grid[:3]] == ["epoch 0", "epoch 5", "epoch 20"]
+    assert grid[3 * 4].get_ylabel() == "image 2\nchannel 7"
     for row in range(6):
         for col, t in enumerate((0, 5, 20)):
             shown = grid[row * 3 + col].images[0].get_array()

@@ -7,7 +7,7 @@ from topkshape.workflow import rule_logging
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with rule_logging(sm.log[0], "table1"):
-    write_table1(sm.input.summaries, sm.input.reference, sm.output, sm.params.title,
+    write_table1(sm.input.summaries, sm.input.reference, sm.output, sm.params.title, paper_subsets=sm.params.paper_subsets,
                  provenance=provenance_record({"train": sm.params.train, "subsets": sm.params.subsets}))
     plot_accuracies(load_runs(sm.input.summaries), [sm.output.figure_png, sm.output.figure_pdf])
     plot_training_curves(sm.input.metrics, [sm.output.curves_png, sm.output.curves_pdf])

@@ -15,4 +15,5 @@ with rule_logging(sm.log[0], "table2"):
             + f"; generator: {ev['selection']} ({'lowest FID over snapshots, as the paper code' if ev['selection'] == 'best' else 'the EMA generator after the last iteration'}).")
     table = write_table2(sm.input.metrics, sm.input.reference, sm.output, sm.params.title, note, provenance=provenance_record({"gan": gan}))
     plot_fid_kid(load_runs(sm.input.metrics), table, [sm.output.figure_png, sm.output.figure_pdf])
-    sample_grid(sm.input.previews, [sm.output.samples])
+    # The grid's PDF beside its PNG: rules/gan.smk does not declare it (yet), so Snakemake does not track it.
+    sample_grid(sm.input.previews, [sm.output.samples, sm.output.samples_pdf])

@@ -7,21 +7,25 @@ caught too:
    read as numbers, booleans or null where the schema expects one (PyYAML reads ``1e-3``
    as a string; Snakemake passes nested ``--config`` values as strings);
 2. the JSON schema (``config_schema.yaml``: types, ranges, no unknown keys, defaults),
-   after a check that every number is finite (NaN passes every ``minimum``);
+   after a check that every number is finite (NaN passes every ``minimum``); its messages say
+   a pattern's forms in words and that a file of overrides is layered after a full config;
+   then '~' in the user's paths (``USER_PATH_KEYS``) is expanded for every consumer;
 3. the checks a schema cannot express: values that must fit the model they configure
    (input sizes, layer names, channel indices), counts that must not exceed others,
    folders that must exist, class names valid for the data source.
 
 Command-line forms (``snakemake_args``): ``--config key=value`` for a top-level key,
 ``--config train='{epochs: 3}'`` for a nested one. Snakemake itself rejects a dotted key
-(``train.epochs=3``) and a missing ``--configfile`` with a traceback before the Snakefile
-is read, so ``snakemake_args`` checks and rewrites a command line for a launcher.
+(``train.epochs=3``), a missing ``--configfile`` and a target after ``--resources gpu=2`` (read
+as a resource) with a traceback before the Snakefile is read, so ``snakemake_args`` checks and
+rewrites a command line for a launcher.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
@@ -184,6 +188,10 @@ def _schema_message(error: jsonschema.ValidationError, schema: Mapping[str, Any]
     where = _where(error)
     if error.validator == "pattern" and "pattern_message" in error.schema:
         return f"config key '{where}': {error.instance!r} {error.schema['pattern_message']}"
+    if error.validator == "pattern":
+        return _pattern_message(error, schema)
+    if error.validator == "required" and not error.absolute_path:
+        return _missing_top_level_message(error)
     message = error.message.replace("\n", " ")
     if error.validator == "additionalProperties" and not error.absolute_path:
         # An unknown top-level key that is a nested one: say where it belongs and how to set it.
@@ -194,6 +202,117 @@ def _schema_message(error: jsonschema.ValidationError, schema: Mapping[str, Any]
                 return (f"config key '{key}' is not a top-level key; it belongs in a section ({', '.join(f'{h}.{key}' for h in homes)}); "
                         f"on the command line: --config {homes[0]}='{{{key}: VALUE}}'")
     return f"config key '{where}': {message}"
+
+
+def _missing_top_level_message(error: jsonschema.ValidationError) -> str:
+    """A missing top-level key most often means a file of overrides given alone: ``--configfile``
+    replaces the embedded config.yaml instead of adding to it."""
+    missing = next((key for key in error.validator_value if key not in error.instance), error.validator_value[0])
+    return (f"the config has no '{missing}' key; a file of overrides must be layered after a full config, "
+            "e.g. --configfile config.yaml my.yaml")
+
+
+# Character classes of the schema's patterns, in words.
+_CLASS_WORDS = {"A-Za-z0-9": "letters or digits", "A-Za-z0-9_": "letters, digits or _", "A-Za-z": "a letter",
+                "0-9a-f": "lowercase hex digits", "0-9": "digits", "^/": "any character but /",
+                "^\\s": "any character but whitespace", "A-Za-z_": "a letter or _", "A-Za-z0-9_.": "letters, digits, _ or .",
+                "A-Za-z0-9_-": "letters, digits, _ or -"}
+_QUANTIFIERS = {"+": "", "*": " (or none)", "?": " (optional)"}
+
+
+def _readable_run(text: str) -> str | None:
+    """One alternative of a pattern (literal text and character classes) as a template in words:
+    ``trained_[A-Za-z0-9]+`` -> ``trained_<subset>``; None where the pattern is more than that."""
+    from topkshape.shape_bias.tags import TRAINED_PREFIX  # imported here: the launcher need not load pandas
+
+    out: list[str] = []
+    rest = text
+    while rest:
+        token = re.match(r"\[([^\]]+)\](\{(\d+)\}|[+*?])?|\\(.)|([^\\\[\](){}|^$+*?.])", rest)
+        if token is None:
+            return None
+        cls, count, literal = token.group(1), token.group(3), token.group(4) or token.group(5)
+        if cls is None:
+            out.append(literal)
+        elif cls not in _CLASS_WORDS:
+            return None
+        elif "".join(out) == TRAINED_PREFIX:
+            out.append("<subset>")  # shape_bias.tags: trained_<subset> is the Table 1 baseline of that subset
+        else:
+            how_many = f"{count} " if count else ""
+            out.append(f"<{how_many}{_CLASS_WORDS[cls]}{_QUANTIFIERS.get(token.group(2) or '', '')}>")
+        rest = rest[token.end():]
+    return "".join(out)
+
+
+def readable_pattern(pattern: str) -> str | None:
+    """A schema pattern as the forms it allows, e.g. ``alexnet, vgg16 or trained_<subset>``; None if too
+    complex to say (nested groups, other classes): users should not have to read a regex."""
+    body = pattern.removeprefix("^").removesuffix("$")
+    if body.startswith("(") and body.endswith(")") and body.count("(") == 1:
+        body = body[1:-1]
+    forms = [_readable_run(alternative) for alternative in body.split("|")]
+    if not forms or None in forms:
+        return None
+    return forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
+
+
+def _schema_at(schema: Mapping[str, Any], path: Sequence[Any]) -> Mapping[str, Any]:
+    node: Any = schema
+    for step in path:
+        node = node.get(step, {}) if isinstance(node, Mapping) else {}
+    return node if isinstance(node, Mapping) else {}
+
+
+def _described(schema: Mapping[str, Any], path: Sequence[Any]) -> str | None:
+    """The description of the key at schema ``path``; an array item's or a map value's is its container's."""
+    node = _schema_at(schema, path)
+    if "description" in node:
+        return node["description"]
+    if path and path[-1] in ("items", "additionalProperties"):
+        return _schema_at(schema, path[:-1]).get("description")
+    return None
+
+
+def _pattern_message(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> str:
+    """A value that does not match its key's pattern, said as the forms the key takes, not as a regex."""
+    where = _where(error)
+    path = list(error.absolute_schema_path)[:-1]  # drop the 'pattern' keyword
+    forms, description = readable_pattern(error.validator_value), _described(schema, path)
+    if path[-1:] == ["propertyNames"] and forms:
+        return f"config key '{where}': the name {error.instance!r} must look like {forms}"
+    if forms and description:
+        return f"config key '{where}': {error.instance!r} must look like {forms}; {description}"
+    if forms or description:
+        return f"config key '{where}': {error.instance!r} must look like {forms or description}"
+    return f"config key '{where}': {error.instance!r} does not have the form this key takes (the pattern {error.validator_value})"
+
+
+# The keys that hold a user's own file or folder (checked below): '~' in them is the home folder.
+USER_PATH_KEYS = (
+    "imagenet_root", "paper_data.base_url", "stylize.styles", "stylize.adain.encoder_path", "stylize.adain.decoder_path",
+    "shape_bias.weights", "shape_bias.cue_conflict.path", "shape_bias.humans.path", "shape_bias.references.path",
+    "texture.weights", "gan.eval.feature_extractor_weights_path",
+)
+
+
+def _expanded(value: Any) -> Any:
+    """``~/x`` -> ``/home/me/x``; anything else (null, URLs, weights names) unchanged."""
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+
+
+def expand_user_paths(config: dict[str, Any]) -> None:
+    """Expand '~' in the user paths of a checked config, in place: neither Path nor the jobs expand it,
+    so ``imagenet_root: ~/ILSVRC2012`` would otherwise be a folder named '~' in the working directory."""
+    for key in USER_PATH_KEYS:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _expanded(node[leaf])
+    for entry in config.get("shape_bias", {}).get("atlas", []):
+        entry["weights"] = _expanded(entry.get("weights"))
 
 
 def validate_config(config: Mapping[str, Any], *, check_paths: bool = True, mask_figures: bool = True) -> dict[str, Any]:
@@ -212,6 +331,7 @@ def validate_config(config: Mapping[str, Any], *, check_paths: bool = True, mask
     error = jsonschema.exceptions.best_match(validator.iter_errors(checked))
     if error is not None:
         raise ConfigError(_schema_message(error, schema))
+    expand_user_paths(checked)
     for problem in _semantic_problems(checked, check_paths, mask_figures):
         raise ConfigError(problem)
     return checked
@@ -314,6 +434,10 @@ def _offline_path_problems(config: dict[str, Any]) -> Iterator[str]:
 def _data_problems(config: dict[str, Any], check_paths: bool) -> Iterator[str]:
     data = config["data"]
     source = data["source"]
+    if source == "synthetic" and config["imagenet_root"]:
+        # Most often `--config imagenet_root=...` without `--configfile config/paper.yaml`: the toy run would be planned.
+        yield ("config key 'imagenet_root': it is set, but data.source is synthetic (the embedded default ignores it); "
+               "add --configfile config/paper.yaml (or set data.source: imagenet)")
     if source == "imagenet":
         root = config["imagenet_root"]
         if not root:
@@ -575,6 +699,10 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
 
 _CONFIG_OPTIONS = ("--config", "-C")
 _CONFIGFILE_OPTIONS = ("--configfile", "--configfiles")
+# Snakemake options taking every NAME=VALUE word that follows (argparse nargs + or *): a target written
+# after them (`--resources gpu=2 all`) is read as one more value, and Snakemake stops with a traceback.
+_ASSIGNMENT_OPTIONS = (*_CONFIG_OPTIONS, "--resources", "--res", "--default-resources", "--default-res", "--set-threads",
+                       "--set-resources", "--set-scatter", "--set-resource-scopes", "--consider-ancient", "--group-components")
 
 
 def _dotted_entry(entry: str) -> str:
@@ -596,34 +724,54 @@ def _dotted_entry(entry: str) -> str:
 
 
 def snakemake_args(args: Sequence[str]) -> list[str]:
-    """A snakemake command line, checked and with dotted ``--config`` keys nested.
+    """:func:`launcher_args`' command line alone."""
+    return launcher_args(args)[0]
+
+
+def launcher_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """A snakemake command line, checked, with dotted ``--config`` keys nested and targets first, and
+    the targets it moved there (the launcher says so in one line).
 
     Raises ConfigError for a ``--configfile`` that does not exist and for a ``--config``
     entry that is not ``key=value``; both otherwise end in a Snakemake traceback before
-    the Snakefile runs.
+    the Snakefile runs. A word without '=' after the values of a NAME=VALUE option
+    (``--resources gpu=2 all``) is a target: it is moved before the options, where
+    Snakemake reads it as one.
     """
     out: list[str] = []
-    option = None
+    targets: list[str] = []
+    option, values, moving = None, 0, False
     for arg in args:
         name, eq, inline = arg.partition("=")
         if arg.startswith("-"):
-            option = name if name in _CONFIG_OPTIONS + _CONFIGFILE_OPTIONS else None
+            option, values, moving = (name if name in _ASSIGNMENT_OPTIONS + _CONFIGFILE_OPTIONS else None), 0, False
             if eq and option:
                 out.append(f"{name}={_check_value(option, inline)}")
-                option = None
+                option = None  # an inline value is the option's only one
                 continue
             out.append(arg)
-            continue
-        out.append(_check_value(option, arg) if option else arg)
-    return out
+        elif moving or option in _ASSIGNMENT_OPTIONS and values and not eq:
+            targets.append(arg)  # Snakemake would read it (and each word after it) as one more NAME=VALUE
+            moving = True
+        elif option:
+            out.append(_check_value(option, arg, values))
+            values += 1
+        else:
+            out.append(arg)
+    return targets + out, targets
 
 
-def _check_value(option: str, value: str) -> str:
+def _check_value(option: str, value: str, earlier: int = 0) -> str:
+    """One value of ``option``; ``earlier``: how many values it already took (a target written after
+    ``--configfile`` files is read as one more file)."""
     if option in _CONFIGFILE_OPTIONS:
         if not Path(value).is_file():
             what = "is a folder, not a file" if Path(value).is_dir() else "not found"
-            raise ConfigError(f"{option} {value}: config file {what}")
+            hint = f"; {option} reads every word after it as a file: write targets before it" if earlier and not Path(value).suffix else ""
+            raise ConfigError(f"{option} {value}: config file {what}{hint}")
         return value
+    if "=" not in value and option not in _CONFIG_OPTIONS:
+        raise ConfigError(f"{option} {value}: expected NAME=VALUE (e.g. --resources gpu=2), with targets before the options")
     if "=" not in value:
         raise ConfigError(f"--config {value}: expected key=value (nested keys: train.epochs=3 or train='{{epochs: 3}}')")
-    return _dotted_entry(value)
+    return _dotted_entry(value) if option in _CONFIG_OPTIONS else value

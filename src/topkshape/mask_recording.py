@@ -64,19 +64,34 @@ class MaskRecorder:
         return mask
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``{step: mask}`` (read back with ``load_masks``)."""
-        save_masks(self.masks, path)
+        """Write ``{step: mask}`` and the recorded images (read back with ``load_masks``, ``load_mask_inputs``)."""
+        save_masks(self.masks, path, inputs=self.images.cpu())
 
 
-def save_masks(masks: dict[int, Tensor], path: str | os.PathLike) -> None:
-    """Write ``{step: bool mask}`` atomically with ``torch.save``."""
+def save_masks(masks: dict[int, Tensor], path: str | os.PathLike, *, inputs: Tensor | None = None) -> None:
+    """Write ``{"masks": {step: bool mask}, "inputs": images or None}`` atomically with ``torch.save``:
+    the inputs let Figure 8 show what each row's masks are of."""
     with atomic_file(path) as tmp:
-        torch.save(dict(masks), tmp)
+        torch.save({"masks": dict(masks), "inputs": inputs}, tmp)
+
+
+def _recorded(path: str | os.PathLike) -> tuple[dict, Tensor | None]:
+    """Masks and inputs of a masks file; a file of masks alone (written before inputs were kept) has no inputs."""
+    content = load_torch_file(path, "recorded Top-K masks")
+    if isinstance(content, dict) and set(content) == {"masks", "inputs"}:
+        masks, inputs = content["masks"], content["inputs"]
+    else:
+        masks, inputs = content, None
+    if not isinstance(masks, dict) or not all(isinstance(m, Tensor) for m in masks.values()) or not (inputs is None or isinstance(inputs, Tensor)):
+        raise InputDataError(f"{str(path)!r} does not hold a dict of masks (got {type(masks).__name__})")
+    return masks, inputs
 
 
 def load_masks(path: str | os.PathLike) -> dict[int, Tensor]:
     """The ``{step: bool mask}`` dict written by ``save_masks`` (weights-only loader)."""
-    masks = load_torch_file(path, "recorded Top-K masks")
-    if not isinstance(masks, dict) or not all(isinstance(m, Tensor) for m in masks.values()):
-        raise InputDataError(f"{str(path)!r} does not hold a dict of masks (got {type(masks).__name__})")
-    return {int(step): mask for step, mask in masks.items()}
+    return {int(step): mask for step, mask in _recorded(path)[0].items()}
+
+
+def load_mask_inputs(path: str | os.PathLike) -> Tensor | None:
+    """The images whose masks ``save_masks`` recorded (None when the file holds none, e.g. the GAN's latents)."""
+    return _recorded(path)[1]

@@ -19,7 +19,7 @@ import pandas as pd
 from topkshape.atomic import atomic_file
 from topkshape.errors import InputDataError
 from topkshape.report.shape_bias_vs_robustness import correlations, rho_cells
-from topkshape.report.style import COLUMN_WIDTH, model_color, plt, save_figure, use_paper_style
+from topkshape.report.style import COLUMN_WIDTH, figure_legend, model_color, plt, save_figure, use_paper_style
 from topkshape.robustness.ood import read_raw_data
 from topkshape.robustness.ood_benchmark import COLUMNS, benchmark_table, dataset_result
 from topkshape.shape_bias.tags import parse_tag
@@ -105,20 +105,21 @@ def correlation_markdown(table: pd.DataFrame, title: str) -> str:
 
 def correlation_figure(points: pd.DataFrame, table: pd.DataFrame) -> plt.Figure:
     use_paper_style()
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0), layout="constrained")
+    handles = []
     for model, part in points.groupby("model", sort=True):
         error = [part["ood_accuracy"] - part["ood_accuracy_low"], part["ood_accuracy_high"] - part["ood_accuracy"]]
-        ax.errorbar(part["shape_bias"], part["ood_accuracy"], yerr=error, fmt="o", color=model_color(model), label=model,
-                    markersize=4, capsize=2, linewidth=0.8)
+        handles.append(ax.errorbar(part["shape_bias"], part["ood_accuracy"], yerr=error, fmt="o", color=model_color(model), label=model,
+                                   markersize=4, capsize=2, linewidth=0.8))
         for _, row in part.iterrows():
-            ax.annotate(row["tag"], (row["shape_bias"], row["ood_accuracy"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(row["tag"], (row["shape_bias"], row["ood_accuracy"]), xytext=(3, 3), textcoords="offset points")
     pooled = table[table["model"] == "all"].iloc[0]
     rho = "ρ undefined" if not np.isfinite(pooled["rho"]) else f"ρ = {pooled['rho']:.2f} [{pooled['ci_low']:.2f}, {pooled['ci_high']:.2f}]"
     ax.set_title(f"{int(pooled['n'])} settings: {rho}")
     ax.set_xlabel("shape bias (cue-conflict)")
     ax.set_ylabel("OOD accuracy (95% CI)")
-    ax.legend(frameon=False, loc="best", fontsize=6)
-    fig.tight_layout()
+    ax.margins(x=0.2, y=0.1)  # room for the setting labels inside the axes
+    figure_legend(fig, handles)
     return fig
 
 

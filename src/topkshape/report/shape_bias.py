@@ -25,17 +25,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
 from matplotlib import cbook
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 from scipy.stats import binomtest
 
 from topkshape.atomic import atomic_file
+from topkshape.report.style import (
+    CHANCE_COLOR,
+    MODE_LABELS,
+    MODE_STYLES,
+    TEXT_WIDTH,
+    figure_legend,
+    model_color,
+    plt,
+    save_figure,
+    setting_marker,
+    use_paper_style,
+)
 from topkshape.shape_bias.analysis import (
     bootstrap_shape_bias,
     class_shape_biases,
@@ -321,32 +330,48 @@ def _rows(table: pd.DataFrame) -> list[dict]:
 
 
 def _color(row) -> str:
-    if row["model"] == HUMANS:
-        return "tab:red"
-    if pd.isna(row["K_percent"]):
-        return "tab:gray"
-    return "tab:blue" if row["mode"] == "topk" else "tab:orange"
+    """A decision maker's colour is its model's, as in every other figure (humans: their reference colour)."""
+    return model_color(row["model"])
+
+
+def _mode(row) -> str:
+    return "none" if pd.isna(row["K_percent"]) else row["mode"]
+
+
+def figure_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows as Figure 4 stacks them, top to bottom: humans, then one block per model (a
+    subset's trained model is a model), each its plain run, its Top-K settings by K, then non-Top-K."""
+    rank = {"none": 0, "topk": 1, "non_topk": 2}
+    keyed = table.assign(_humans=table["model"] != HUMANS, _mode=[rank.get(_mode(r), 3) for r in _rows(table)])
+    ordered = keyed.sort_values(["_humans", "model", "_mode", "K_percent"], na_position="first", kind="stable")
+    return ordered.drop(columns=["_humans", "_mode"]).reset_index(drop=True)
+
+
+def _group_separators(ax, data: pd.DataFrame) -> None:
+    """A thin line between two models' blocks, so that a block reads as one model."""
+    models = data["model"].tolist()
+    for y in range(1, len(models)):
+        if models[y] != models[y - 1]:
+            ax.axhline(y - 0.5, color="0.6", linewidth=0.6, zorder=0)
 
 
 def _box_panel(ax, data: pd.DataFrame) -> None:
     """model-vs-human's Figure 4: a box of the per-class shape biases per decision maker (quartiles,
     median, whiskers at 1.5 IQR, no fliers), drawn from the table's own box statistics."""
-    rows = _rows(data)
-    for y, row in enumerate(rows):
+    for y, row in enumerate(_rows(data)):
         if pd.isna(row["per_class_median"]):
             continue
-        color = _color(row)
+        hollow = bool(row["not_above_chance"])
+        color = CHANCE_COLOR if hollow else _color(row)
         q1, q3 = row["per_class_q1"], row["per_class_q3"]
-        ax.add_patch(Rectangle((q1, y - 0.3), q3 - q1, 0.6, facecolor="none" if row["not_above_chance"] else color,
-                               edgecolor=color, alpha=0.8, zorder=2))
+        ax.add_patch(Rectangle((q1, y - 0.3), q3 - q1, 0.6, facecolor="none" if hollow else color, edgecolor=color,
+                               alpha=0.8, zorder=2))
         ax.vlines(row["per_class_median"], y - 0.3, y + 0.3, color="black", linewidth=1.2, zorder=3)
         ax.hlines(y, row["per_class_whisker_low"], q1, color=color, linewidth=1, zorder=1)
         ax.hlines(y, q3, row["per_class_whisker_high"], color=color, linewidth=1, zorder=1)
-    ax.set_yticks(np.arange(len(rows)), [_label(r) for r in rows], fontsize=8)
-    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("per-class shape bias (box: quartiles and median, whiskers 1.5 IQR)")
-    ax.set_title("model-vs-human's statistic: the per-class shape biases\n(humans: each class's mean over observers)", fontsize=8)
+    ax.set_xlabel("shape bias per class")
+    ax.set_title("per-class box (model-vs-human)")
 
 
 def _pooled_panel(ax, data: pd.DataFrame) -> None:
@@ -354,48 +379,69 @@ def _pooled_panel(ax, data: pd.DataFrame) -> None:
     rows = _rows(data)
     y = np.arange(len(data))
     ax.errorbar(data["shape_bias"], y, xerr=[data["shape_bias"] - data["ci_low"], data["ci_high"] - data["shape_bias"]],
-                fmt="none", ecolor="lightgray", zorder=1)
+                fmt="none", ecolor="0.6", elinewidth=0.8, zorder=1)
     drawn = data["tie_draws"].fillna(0).to_numpy(float) > 0
     if drawn.any():
         low, high = data["tie_spread_min"].to_numpy(float)[drawn], data["tie_spread_max"].to_numpy(float)[drawn]
         ax.hlines(y[drawn] - 0.3, low, high, color="black", linewidth=1.5, zorder=2,
                   label=f"range over {int(data['tie_draws'].max())} random tie orders")
-        ax.legend(fontsize=7, loc="lower right")
-    colors = [_color(r) for r in rows]
     hollow = np.array([bool(r["not_above_chance"]) for r in rows], dtype=bool)
-    ax.scatter(data["shape_bias"][~hollow], y[~hollow], c=[c for c, h in zip(colors, hollow) if not h], zorder=3)
-    ax.scatter(data["shape_bias"][hollow], y[hollow], facecolors="none", edgecolors=[c for c, h in zip(colors, hollow) if h], zorder=3)
-    ax.set_yticks(y, [_label(r) for r in rows], fontsize=8)
-    for tick, h in zip(ax.get_yticklabels(), hollow):
-        if h:
-            tick.set_color("gray")
+    markers = np.array([setting_marker(r["model"], _mode(r)) for r in rows])
+    for marker in dict.fromkeys(markers):
+        filled, empty = (markers == marker) & ~hollow, (markers == marker) & hollow
+        if filled.any():
+            ax.scatter(data["shape_bias"][filled], y[filled], marker=marker, c=[_color(r) for r, f in zip(rows, filled) if f], s=18, zorder=3)
+        if empty.any():
+            ax.scatter(data["shape_bias"][empty], y[empty], marker=marker, facecolors="none", edgecolors=CHANCE_COLOR, s=18,
+                       linewidths=0.9, zorder=3)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("shape bias over all images (fraction of shape decisions among shape + texture decisions)")
-    alpha = float(data["alpha"].iloc[0]) if len(data) else DEFAULT_ALPHA
-    ax.set_title("pooled over images, 95% bootstrap CI: Top-K (blue), non-Top-K (orange), plain (gray), humans (red)\n"
-                 f"hollow, grey label: decisions not above chance (binomial, alpha {alpha:g}); not an effect", fontsize=8)
+    ax.set_xlabel("shape bias over all images")
+    ax.set_title("pooled, 95% bootstrap CI")
+
+
+def _overall_legend(fig: plt.Figure, data: pd.DataFrame) -> None:
+    """Colour = model, marker = setting, hollow grey = not above chance: the figure's own key."""
+    handles: list = [Patch(color=model_color(model), label=model) for model in dict.fromkeys(data["model"]) if model != HUMANS]
+    names = {"none": "plain (no Top-K)", **MODE_LABELS}
+    for model, mode in dict.fromkeys((r["model"], _mode(r)) if r["model"] == HUMANS else ("", _mode(r)) for r in _rows(data)):
+        humans = model == HUMANS
+        handles.append(Line2D([], [], marker=setting_marker(model, mode), color=model_color(HUMANS) if humans else "0.3",
+                              linestyle="none", markersize=4, label=HUMANS if humans else names.get(mode, mode)))
+    if data["not_above_chance"].astype(bool).any():
+        handles.append(Line2D([], [], marker="o", markersize=4, linestyle="none", markerfacecolor="none", markeredgecolor=CHANCE_COLOR,
+                              label="not above chance"))
+    if (data["tie_draws"].fillna(0) > 0).any():
+        handles.append(Line2D([], [], color="black", linewidth=1.5, label=f"range over {int(data['tie_draws'].max())} random tie orders"))
+    figure_legend(fig, handles, ncol=4)
 
 
 def overall_figure(table: pd.DataFrame) -> plt.Figure:
-    """Fig. 4 style, two panels sorted by shape bias: left the box of per-class shape biases
-    (model-vs-human's statistic, the paper's figure), right the pooled value with its bootstrap CI
-    (and, where drawn, the range over random tie orders as a black bar below it).
+    """Fig. 4 style, one row per decision maker grouped by model (:func:`figure_order`): left the box
+    of per-class shape biases (model-vs-human's statistic, the paper's figure), right the pooled value
+    with its bootstrap CI (and, where drawn, the range over random tie orders as a black bar below it).
 
-    Rows not above chance are drawn hollow with grey labels.
+    Colour is the model's (as in ``shape_bias_vs_k``), the marker the setting; rows not above chance are
+    drawn hollow grey with grey labels.
     """
-    data = table.sort_values("shape_bias", ignore_index=True)
-    fig, (box_ax, pooled_ax) = plt.subplots(1, 2, figsize=(13, 0.28 * len(data) + 1.8))
+    use_paper_style()
+    data = figure_order(table)
+    fig, (box_ax, pooled_ax) = plt.subplots(1, 2, sharey=True, figsize=(TEXT_WIDTH, 0.17 * len(data) + 1.5), layout="constrained")
     _box_panel(box_ax, data)
     _pooled_panel(pooled_ax, data)
-    fig.tight_layout()
+    for ax in (box_ax, pooled_ax):
+        _group_separators(ax, data)
+    rows = _rows(data)
+    box_ax.set_yticks(np.arange(len(rows)), [_label(r) for r in rows])
+    box_ax.set_ylim(len(rows) - 0.5, -0.5)  # the first row on top
+    for tick, row in zip(box_ax.get_yticklabels(), rows):
+        if row["not_above_chance"]:
+            tick.set_color("gray")
+    _overall_legend(fig, data)
     return fig
 
 
 def plot_overall(table: pd.DataFrame, paths: Iterable[str | Path]) -> None:
-    fig = overall_figure(table)
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save_figure(overall_figure(table), paths)
 
 
 def _chosen_rows(table: pd.DataFrame, fixed_k: Mapping[str, float] | None = None) -> list[dict]:
@@ -420,46 +466,67 @@ def _chosen_rows(table: pd.DataFrame, fixed_k: Mapping[str, float] | None = None
     return chosen
 
 
-def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path],
-                   fixed_k: Mapping[str, float] | None = None, spreads: Mapping[str, Mapping[str, object]] | None = None) -> None:
+def _average_style(row) -> str:
+    """Line style of a decision maker's average: Top-K solid, non-Top-K dashed, plain dotted (as against K)."""
+    mode = _mode(row)
+    return MODE_STYLES[mode]["linestyle"] if mode in MODE_STYLES else ("-" if row["model"] == HUMANS else ":")
+
+
+def _per_class_panel(ax, makers: Mapping[str, pd.DataFrame], categories: tuple[str, ...], rows: list[dict],
+                     spreads: Mapping[str, Mapping[str, object]]) -> list:
+    """One panel of Figure 5; returns its legend handles."""
+    handles = []
+    y = np.arange(len(categories))
+    for row in rows:
+        per_class = shape_bias_per_category(makers[row["decision_maker"]]).set_index("category").reindex(categories)
+        hollow = bool(row["not_above_chance"])
+        color, marker = _color(row), setting_marker(row["model"], _mode(row))
+        spread = spreads.get(row["decision_maker"])
+        if spread is not None:
+            low, high = spread["per_class_low"].reindex(categories), spread["per_class_high"].reindex(categories)
+            ax.hlines(y, low, high, color=color, linewidth=2.5, alpha=0.35, zorder=2)
+            handles.append(Line2D([], [], color=color, linewidth=2.5, alpha=0.35,
+                                  label=f"{_label(row)}: range over {spread['tie_draws']} random tie orders"))
+        ax.scatter(per_class["shape_bias"], y, marker=marker, facecolors="none" if hollow else color,
+                   edgecolors=CHANCE_COLOR if hollow else color, s=18, zorder=3)
+        ax.axvline(row["shape_bias"], color=CHANCE_COLOR if hollow else color, linewidth=1, alpha=0.8, linestyle=_average_style(row))
+        handles.append(Line2D([], [], marker=marker, markersize=4, color=CHANCE_COLOR if hollow else color, linestyle=_average_style(row),
+                              linewidth=1, markerfacecolor="none" if hollow else color, label=_label(row)))
+    ax.set_yticks(y, categories)
+    ax.set_ylim(len(categories) - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("shape bias per shape category")
+    return handles
+
+
+def per_class_figure(makers: dict[str, pd.DataFrame], table: pd.DataFrame, fixed_k: Mapping[str, float] | None = None,
+                     spreads: Mapping[str, Mapping[str, object]] | None = None) -> plt.Figure:
     """Fig. 5 style: per-category shape bias, one marker per decision maker, averages as lines.
 
-    Decision makers judged on different category sets (the default's two subsets) get
-    a panel each. A plain model not above chance is drawn hollow, its line dotted. Where
-    random tie orders were drawn (``spreads``), each category's range over them is a bar in
-    the decision maker's colour through its marker.
+    Decision makers judged on different category sets (the default's two subsets) get a panel each.
+    Colour is the model's and the marker its setting, as in Figure 4; a decision maker not above
+    chance is hollow grey. Where random tie orders were drawn (``spreads``), each category's range
+    over them is a bar in the decision maker's colour through its marker.
     """
+    use_paper_style()
     spreads = spreads or {}
     panels: dict[tuple[str, ...], list[dict]] = {}
     for row in _chosen_rows(table, fixed_k):
         categories = tuple(sorted(makers[row["decision_maker"]]["category"].unique()))
         panels.setdefault(categories, []).append(row)
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
-    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    height = 1.6 + 0.16 * max((len(c) for c in panels), default=1)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(TEXT_WIDTH, height), squeeze=False, layout="constrained")
+    handles: dict[str, Line2D] = {}
     for ax, (categories, rows) in zip(axes[0], panels.items()):
-        markers = iter(["o", "s", "^", "v", "P", "X", "*", "<", ">"] * 4)
-        for row in rows:
-            per_class = shape_bias_per_category(makers[row["decision_maker"]]).set_index("category").reindex(categories)
-            is_human = row["model"] == HUMANS
-            color = "tab:red" if is_human else next(palette)
-            hollow = bool(row["not_above_chance"])
-            ax.scatter(per_class["shape_bias"], np.arange(len(categories)), marker="D" if is_human else next(markers),
-                       label=_label(row), facecolors="none" if hollow else color, edgecolors=color, zorder=3)
-            spread = spreads.get(row["decision_maker"])
-            if spread is not None:
-                low, high = spread["per_class_low"].reindex(categories), spread["per_class_high"].reindex(categories)
-                ax.hlines(np.arange(len(categories)), low, high, color=color, linewidth=2.5, alpha=0.35, zorder=2,
-                          label=f"{_label(row)}: range over {spread['tie_draws']} random tie orders")
-            ax.axvline(row["shape_bias"], color=color, linewidth=1, alpha=0.7, linestyle=":" if hollow else "-")
-        ax.set_yticks(np.arange(len(categories)), categories)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("fraction of shape decisions (shape bias) per shape category")
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(axis="y", linestyle=":", alpha=0.4)
-    fig.tight_layout()
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
+        handles.update((h.get_label(), h) for h in _per_class_panel(ax, makers, categories, rows, spreads))
+    figure_legend(fig, list(handles.values()), ncol=3)
+    return fig
+
+
+def plot_per_class(makers: dict[str, pd.DataFrame], table: pd.DataFrame, paths: Iterable[str | Path],
+                   fixed_k: Mapping[str, float] | None = None, spreads: Mapping[str, Mapping[str, object]] | None = None) -> None:
+    """Figure 5 (:func:`per_class_figure`) written to each path."""
+    save_figure(per_class_figure(makers, table, fixed_k, spreads), paths)
 
 
 def read_tie_tables(tie_csvs: Iterable[str | Path] = (), spread_csvs: Iterable[str | Path] = ()) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:

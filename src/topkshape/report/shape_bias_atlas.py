@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 
 from topkshape.atomic import atomic_file
 from topkshape.report.shape_bias import HUMANS, DEFAULT_ALPHA, decision_makers, read_tie_tables, shape_bias_table
-from topkshape.report.style import CHANCE_COLOR, COLUMN_WIDTH, model_color, plt, save_figure, use_paper_style
+from topkshape.report.style import CHANCE_COLOR, COLUMN_WIDTH, figure_legend, model_color, plt, save_figure, use_paper_style
 
 COLUMNS = ["model", "source", "weights", "weights_sha256", "placement", "positions", "K_percent", "mode", "shape_bias", "ci_low",
            "ci_high", "accuracy_on_shape", "fraction_correct_shape", "fraction_correct_texture", "images", "p_value",
@@ -81,7 +81,7 @@ def atlas_markdown(table: pd.DataFrame, title: str) -> str:
 def atlas_figure(table: pd.DataFrame, mode: str = "topk") -> plt.Figure:
     """Shape bias (y) against K in % (x), one line per model in ``mode``; humans shaded (their CI)."""
     use_paper_style()
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.0, 2.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.0, 3.0), layout="constrained")
     handles: list = []
     humans = table[table["model"] == HUMANS]
     if len(humans):
@@ -114,7 +114,7 @@ def atlas_figure(table: pd.DataFrame, mode: str = "topk") -> plt.Figure:
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"K (% of positions or patch tokens kept; {mode})")
     ax.set_ylabel("shape bias")
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    figure_legend(fig, handles)
     return fig
 
 

@@ -28,6 +28,7 @@ from topkshape.report.style import (
     MODE_STYLES,
     REFERENCE_COLORS,
     REFERENCE_STYLES,
+    figure_legend,
     model_color,
     plt,
     save_figure,
@@ -97,7 +98,7 @@ def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] 
     grey markers (the line still joins them, so the sweep reads in order).
     """
     use_paper_style()
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.0, 2.4))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH + 1.0, 3.0), layout="constrained")
     models = sorted(m for m in table["model"].unique() if m != HUMANS)
     handles: list[Line2D] = []
     spread_drawn = 0
@@ -139,9 +140,9 @@ def shape_bias_vs_k_figure(table: pd.DataFrame, references: Mapping[str, float] 
     if ks:
         ax.set_xticks(ks, [f"{k:g}" for k in ks])
     ax.set_ylim(0, 1)
-    ax.set_xlabel("K (% of spatial positions kept, or dropped by non-Top-K)")
+    ax.set_xlabel("K (% of positions kept; non-Top-K: dropped)")
     ax.set_ylabel("shape bias")
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    figure_legend(fig, handles)
     return fig
 
 

@@ -31,10 +31,13 @@ RC = {
     "ytick.labelsize": 7,
     "legend.fontsize": 7,
     "legend.title_fontsize": 7,
+    "figure.titlesize": 8,
     "lines.linewidth": 1.2,
     "lines.markersize": 4,
     "pdf.fonttype": 42,  # TrueType in the PDF: text stays editable and searchable
     "ps.fonttype": 42,
+    # Figures drawn on a bare Figure (texture.figures, below this package) save at the same resolution.
+    "savefig.dpi": PNG_DPI,
 }
 
 # seaborn's colour-blind palette, named so that each colour is chosen once.
@@ -76,6 +79,9 @@ REFERENCE_STYLES = {"humans": "-", "ViT-L": "-.", "CLIP": (0, (4, 1.5))}
 # Inference modes of the sweep: Top-K solid circles, non-Top-K dashed squares.
 MODE_STYLES = {"topk": {"linestyle": "-", "marker": "o"}, "non_topk": {"linestyle": "--", "marker": "s"}}
 MODE_LABELS = {"topk": "Top-K", "non_topk": "non-Top-K"}
+# Where one figure shows a model's settings as points: its plain run a diamond, humans a star.
+PLAIN_MARKER = "D"
+HUMANS_MARKER = "*"
 
 # A result not above chance: hollow marker with this edge colour, whatever its model.
 CHANCE_COLOR = "#9a9a9a"
@@ -98,6 +104,21 @@ def variant_palette(variants: Iterable[str]) -> dict[str, str]:
 def use_paper_style() -> None:
     """White grid, colour-blind palette, 8 pt text (the paper's body is 10 pt, captions 9 pt)."""
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc=RC)
+
+
+def setting_marker(model: str, mode: str) -> str:
+    """Marker of one decision maker: Top-K circle, non-Top-K square, plain diamond, humans star."""
+    if model == "humans":
+        return HUMANS_MARKER
+    return MODE_STYLES[mode]["marker"] if mode in MODE_STYLES else PLAIN_MARKER
+
+
+def figure_legend(fig: plt.Figure, handles: list, *, ncol: int = 2, title: str | None = None, loc: str = "outside lower center"):
+    """One legend for the whole figure, outside every axes (no entry hides data).
+
+    Needs the figure's constrained layout, which makes room for it inside the canvas.
+    """
+    return fig.legend(handles=handles, loc=loc, ncol=max(1, min(ncol, len(handles))), frameon=False, title=title)
 
 
 def save_figure(fig: plt.Figure, paths: Iterable[str | Path]) -> None:

@@ -2,7 +2,9 @@
 
 The main number is the final-epoch accuracy. The paper code's protocol (each set's
 best epoch, chosen on that same set, so optimistic) is reported separately. The
-paper's values sit beside ours, with the difference; a Welch t-test compares Top-K
+paper's values sit beside ours, with the difference, only for a subset run on ImageNet
+with the paper configuration's classes (the paper's values are ImageNet's: beside a
+generated-data run they would read as a failure to reproduce); a Welch t-test compares Top-K
 with the baseline on the stylized sets. Where the data have diagnostic sets (the generated
 default: shape-only and texture-only images), their accuracies say which cue each variant
 learned, with a binomial test of each pooled accuracy against chance.
@@ -11,7 +13,7 @@ learned, with a binomial test of each pooled accuracy against chance.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ def load_runs(summary_paths: Iterable[str | Path]) -> pd.DataFrame:
                 "best_stylized": 100 * best["stylized_acc"],
                 "images_per_s": summary["mean_images_per_s"],
                 "classes": len(summary.get("classes", ())),
+                "class_names": tuple(sorted(summary.get("classes", ()))),
                 **{name: 100 * final.get(f"{name}_acc", np.nan) for name in DIAGNOSTICS},
                 **{f"{name}_images": summary.get("diagnostic_images", {}).get(name, 0) for name in DIAGNOSTICS},
             }
@@ -142,9 +145,13 @@ def _number(value: float, spec: str) -> str:
     return "–" if np.isnan(value) else format(value, spec)
 
 
-def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str, chance: pd.DataFrame | None = None) -> str:
+def to_markdown(
+    table: pd.DataFrame, tests: pd.DataFrame, title: str, chance: pd.DataFrame | None = None, *, paper_note: str | None = None,
+) -> str:
+    """``paper_note``: one line under the main table, saying why the paper's values are not beside ours."""
     subsets = sorted(table.subset.unique())
     lines = [f"# {title}", ""]
+    with_paper = bool(table["paper_mean"].notna().any()) if len(table) else False
 
     def block(heading: str, metric_names: dict[str, str], with_paper: bool) -> None:
         header = ["Top-1 acc. (%)"]
@@ -172,8 +179,10 @@ def to_markdown(table: pd.DataFrame, tests: pd.DataFrame, title: str, chance: pd
         lines.append("")
 
     n_seeds = int(table["n"].max()) if len(table) else 0
-    block(f"Final epoch (main result; mean ± std over {n_seeds} seeds)", {"clean": "clean", "stylized": "stylized"}, True)
-    block("Paper code's protocol: best epoch per set, chosen on that set (optimistic)", {"best_clean": "clean", "best_stylized": "stylized"}, True)
+    block(f"Final epoch (main result; mean ± std over {n_seeds} seeds)", {"clean": "clean", "stylized": "stylized"}, with_paper)
+    if paper_note:
+        lines += [paper_note, ""]  # after the table's blank line: a line right under its rows would be one more row
+    block("Paper code's protocol: best epoch per set, chosen on that set (optimistic)", {"best_clean": "clean", "best_stylized": "stylized"}, with_paper)
     if (table.metric == "shape_bias").any():
         block("Cue-conflict decisions at the final epoch (shape bias and texture-choice rate, %)", {"shape_bias": "shape bias %", "texture_rate": "texture %"}, False)
     if (table.metric.isin(list(DIAGNOSTICS))).any():
@@ -207,18 +216,63 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_classes(reference_path: str | Path) -> dict[str, list[str]]:
+    """The class list of each subset in the paper configuration (``paper.yaml`` beside the reference values).
+
+    The paper does not publish its IN-S1/IN-S2 lists; config/paper.yaml holds the ones this project
+    runs in their place, so only a run on those classes is set beside the paper's values.
+    """
+    path = Path(reference_path).with_name("paper.yaml")
+    if not path.is_file():
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    return {name: list(classes) for name, classes in ((config.get("data") or {}).get("subsets") or {}).items()}
+
+
+def comparable_subsets(runs: pd.DataFrame, classes: Mapping[str, Sequence[str]]) -> set[str]:
+    """Subsets whose every run is on exactly the paper configuration's classes (its ImageNet WNIDs)."""
+    comparable = set()
+    for subset, group in runs.groupby("subset"):
+        wanted = tuple(sorted(classes.get(subset, ())))
+        names = set(group["class_names"]) if "class_names" in group else set()
+        if wanted and names == {wanted}:
+            comparable.add(subset)
+    return comparable
+
+
+def _reference_values(reference_path: str | Path | None) -> dict[str, Any] | None:
+    if not reference_path:
+        return None
+    raw = yaml.safe_load(Path(reference_path).read_text())["table1"]
+    return {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
+
+
+def _not_comparable_note(subsets: Iterable[str]) -> str:
+    names = ", ".join(sorted(subsets))
+    return (f"The paper's values (Li et al. 2023) are ImageNet's IN-S1/IN-S2 and not comparable with this run's {names} "
+            "(another data source or other classes): no paper column, no Δ.")
+
+
 def write_table1(
     summary_paths: Iterable[str | Path], reference_path: str | Path | None, out: dict[str, str | Path], title: str,
-    *, provenance: dict[str, Any] | None = None,
+    *, provenance: dict[str, Any] | None = None, paper_subsets: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """Write ``csv``, ``md``, ``tex`` and ``json`` (DVC metrics) outputs; return the long table."""
+    """Write ``csv``, ``md``, ``tex`` and ``json`` (DVC metrics) outputs; return the long table.
+
+    ``paper_subsets``: the paper configuration's class list per subset (default: read from the
+    ``paper.yaml`` beside ``reference_path``); the paper's values go only beside subsets run on them.
+    """
     runs = load_runs(summary_paths)
-    reference = None
-    if reference_path:
-        raw = yaml.safe_load(Path(reference_path).read_text())["table1"]
-        reference = {v: {s: {m: tuple(x) for m, x in ms.items()} for s, ms in subs.items()} for v, subs in raw.items()}
+    reference = _reference_values(reference_path)
+    note = None
+    if reference is not None:
+        comparable = comparable_subsets(runs, paper_classes(reference_path) if paper_subsets is None else paper_subsets)
+        reference = {variant: {s: v for s, v in subsets.items() if s in comparable} for variant, subsets in reference.items()}
+        others = set(runs["subset"]) - comparable
+        note = _not_comparable_note(others) if others else None
     table = aggregate(runs, reference)
     tests = welch_tests(runs)
     chance = chance_tests(runs)
-    write_table_files(table, ("subset", "variant"), to_markdown(table, tests, title, chance), to_latex(table), out, provenance=provenance)
+    markdown = to_markdown(table, tests, title, chance, paper_note=note)
+    write_table_files(table, ("subset", "variant"), markdown, to_latex(table), out, provenance=provenance)
     return table

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from topkshape.atomic import atomic_file
 from topkshape.report.files import write_table_files
+from topkshape.report.style import TEXT_WIDTH, plt, save_figure, use_paper_style
 
 VARIANT_LABELS = {"fastgan": "FastGAN", "fastgan_topk": "FastGAN w. Top-K (ours)"}
 METRICS = {"fid": "FID", "kid_x1e3": "KID×10³"}
@@ -98,18 +98,41 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["\\bottomrule", "\\end{tabular}"]) + "\n"
 
 
+def preview_tiles(path: str | Path) -> list[np.ndarray]:
+    """The samples of one preview row (``gan.evaluate`` writes square samples side by side), RGB."""
+    row = np.asarray(Image.open(path).convert("RGB"))
+    height, width = row.shape[:2]
+    count = width // height if height and width % height == 0 else 1
+    return np.split(row, count, axis=1)
+
+
+def sample_grid_figure(previews: Iterable[str | Path]) -> plt.Figure:
+    """Rows of samples (one per class x variant, first seed), each row labelled with its class and
+    variant and each column with its sample number; tiles of about 0.45 in (90 px in the PNG)."""
+    use_paper_style()
+    rows = [(Path(path), preview_tiles(path)) for path in previews]
+    columns = max((len(tiles) for _, tiles in rows), default=1)
+    fig, axes = plt.subplots(max(len(rows), 1), columns, squeeze=False, layout="constrained",
+                             figsize=(min(TEXT_WIDTH, 1.3 + 0.55 * columns), 0.45 + 0.5 * max(len(rows), 1)))
+    for r, (path, tiles) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(tiles):
+                ax.axis("off")
+                continue
+            ax.imshow(tiles[c], interpolation="nearest")
+            if r == 0:
+                ax.set_title(str(c + 1))
+        variant = VARIANT_LABELS.get(path.parent.parent.name, path.parent.parent.name)
+        axes[r][0].set_ylabel(f"{path.parent.parent.parent.name}\n{variant}", rotation=0, ha="right", va="center")
+    fig.suptitle("samples of each generator (first seed)")
+    return fig
+
+
 def sample_grid(previews: Iterable[str | Path], out: Iterable[str | Path]) -> None:
-    """Rows of 8 samples (one per class x variant, first seed), labelled on the left."""
-    rows = []
-    for path in map(Path, previews):
-        image = Image.open(path).convert("RGB")
-        label = Image.new("RGB", (150, image.height), "white")
-        ImageDraw.Draw(label).text((4, image.height // 2 - 6), f"{path.parent.parent.parent.name}\n{VARIANT_LABELS.get(path.parent.parent.name, '')}", fill="black")
-        rows.append(np.concatenate([np.asarray(label), np.asarray(image)], axis=1))
-    grid = Image.fromarray(np.concatenate(rows, axis=0))
-    for target in out:
-        with atomic_file(target) as tmp:
-            grid.save(tmp, format="PNG")
+    """Write :func:`sample_grid_figure` to each path of ``out`` (format from the suffix: PNG, PDF)."""
+    save_figure(sample_grid_figure(previews), out)
 
 
 def write_table2(

@@ -15,6 +15,7 @@ import pandas as pd
 from topkshape.report.style import (
     TEXT_WIDTH,
     VARIANT_LABELS,
+    figure_legend,
     plt,
     save_figure,
     sns,
@@ -32,12 +33,12 @@ def fid_kid_figure(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> plt
     classes = sorted(runs["class"].unique())
     long = runs.melt(id_vars=["class", "variant", "seed"], value_vars=list(METRICS), var_name="metric", value_name="value")
     palette = variant_palette(variants)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(min(TEXT_WIDTH, 1.6 + 1.0 * len(classes) * len(METRICS)), 2.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(min(TEXT_WIDTH, 1.6 + 1.0 * len(classes) * len(METRICS)), 2.6),
+                             squeeze=False, layout="constrained")
     for ax, (metric, label) in zip(axes[0], METRICS.items()):
         part = long[long["metric"] == metric]
         sns.barplot(data=part, x="class", y="value", hue="variant", order=classes, hue_order=variants, palette=palette,
-                    errorbar="sd", saturation=1, capsize=0.15, err_kws={"linewidth": 0.8}, alpha=0.85, ax=ax)
+                    errorbar="sd", saturation=1, capsize=0.15, err_kws={"linewidth": 0.8}, alpha=0.85, legend=False, ax=ax)
         sns.stripplot(data=part, x="class", y="value", hue="variant", order=classes, hue_order=variants, dodge=True,
                       palette={v: "black" for v in variants}, size=2.5, jitter=0.08, legend=False, ax=ax)
         if table is not None:
@@ -45,18 +46,13 @@ def fid_kid_figure(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> plt
         ax.set_xlabel("few-shot class")
         ax.set_ylabel(f"{label} (lower is better)")
         ax.set_ylim(bottom=0)
-        legend = ax.get_legend()
-        if legend is not None:
-            legend.remove()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[v], alpha=0.85) for v in variants]
-    labels = [VARIANT_LABELS.get(v, v) for v in variants]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[v], alpha=0.85, label=VARIANT_LABELS.get(v, v)) for v in variants]
     if table is not None and table["paper_mean"].notna().any():
-        handles.append(plt.Line2D([], [], marker="x", color="black", linestyle="none", markersize=4))
-        labels.append("paper")
+        handles.append(plt.Line2D([], [], marker="x", color="black", linestyle="none", markersize=4, label="paper"))
     n_seeds = runs.groupby(["class", "variant"])["seed"].nunique().max()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, 1.04))
-    fig.suptitle(f"mean ± sd over {n_seeds} seed{'s' if n_seeds != 1 else ''}; points: seeds", y=-0.02, va="top", fontsize=7)
-    fig.tight_layout()
+    # The note on the bars is the legend's title: inside the canvas, beside what it explains.
+    figure_legend(fig, handles, ncol=len(handles), loc="outside upper center",
+                  title=f"mean ± sd over {n_seeds} seed{'s' if n_seeds != 1 else ''}; points: seeds")
     return fig
 
 

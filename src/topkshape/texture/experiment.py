@@ -9,6 +9,7 @@ layers are its module names).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torchvision.transforms import functional as TF
 
 from topkshape.atomic import atomic_file
 from topkshape.errors import InputDataError
-from topkshape.mask_recording import load_masks
+from topkshape.mask_recording import load_mask_inputs, load_masks
 from topkshape.texture.features import FeatureTaps, gatys_vgg19, imagenet_normalize
 from topkshape.texture.figures import save_mask_dynamics, save_panels
 from topkshape.texture.structure import edge_correlation, ssim
@@ -152,9 +153,18 @@ def run_texture_experiments(
     return table
 
 
-def render_mask_dynamics(masks_path: str | Path, paths: list[str | Path], title: str) -> None:
-    """Figure 8 from the masks a training run recorded beside its outputs."""
+def render_mask_dynamics(masks_path: str | Path, paths: list[str | Path], title: str, *, time_unit: str = "epoch",
+                         channel_labels: Sequence[int] | None = None) -> None:
+    """Figure 8 from the masks a training run recorded beside its outputs, with the recorded input images as
+    the first column where ``masks.pt`` holds images (a classifier's; the GAN records latent codes, not shown)."""
     path = Path(masks_path)
     if not path.is_file():
         raise InputDataError(f"no recorded Top-K masks at {path} (train with texture.mask_dynamics.images > 0)")
-    save_mask_dynamics(load_masks(path), paths, title=title)
+    inputs = load_mask_inputs(path)
+    if inputs is not None and inputs.dim() != 4:
+        inputs = None  # latent codes (the GAN), not images
+    elif inputs is not None:
+        # The network's normalised inputs, each stretched to [0, 1] for display.
+        low = inputs.amin(dim=(1, 2, 3), keepdim=True)
+        inputs = (inputs - low) / (inputs.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
+    save_mask_dynamics(load_masks(path), paths, title=title, channel_labels=channel_labels, time_unit=time_unit, inputs=inputs)

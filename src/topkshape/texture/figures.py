@@ -1,7 +1,10 @@
 """Figures 2, 3 and 8: image panels and Top-K mask dynamics over training.
 
 Figures are drawn on a bare ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state),
-so they render headless and in worker threads. Every file is written atomically.
+so they render headless and in worker threads. Every file is written atomically. This package
+sits below ``report``, so it cannot import the report's style: the figures take their text sizes
+and resolution from rcParams, and the workflow scripts set the shared style
+(``report.style.use_paper_style``) before drawing.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -40,7 +44,13 @@ def _save(fig: Figure, path_or_paths: PathArg) -> None:
         if not fmt:
             raise ValueError(f"figure path {str(path)!r} needs a suffix such as .png or .pdf")
         with atomic_file(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=_dpi(), bbox_inches="tight")
+
+
+def _dpi() -> float:
+    """The style's resolution where the caller set one (``savefig.dpi``), else 150."""
+    dpi = matplotlib.rcParams["savefig.dpi"]
+    return 150.0 if dpi == "figure" else max(float(dpi), 150.0)
 
 
 def _to_numpy_image(image: Tensor) -> np.ndarray:
@@ -84,18 +94,21 @@ def save_panels(rows: Sequence[tuple[str, Sequence[tuple[str, Tensor]]]], path: 
     _save(fig, path)
 
 
-def save_mask_dynamics(
-    masks: dict[int, Tensor],
-    path_or_paths: PathArg,
-    title: str = "",
-    channel_labels: Sequence[int] | None = None,
-) -> None:
-    """Figure 8: Top-K masks (white = Top-K) of fixed images and channels over training.
+def shown_times(times: Sequence[int], most: int) -> list[int]:
+    """At most ``most`` of the sorted recording ``times``, evenly spaced, the first and the last always.
 
-    ``masks`` maps a training time (epoch or iteration) to a bool tensor of shape
-    (images, channels, H, W); rows are (image, channel) pairs, columns are times.
-    ``channel_labels`` names the channels in the model (default: their index here).
+    A run records its masks every epoch (50 in the paper configuration) or every checkpoint (100 for
+    the GAN); more columns than this would shrink each mask below readability.
     """
+    times = sorted(times)
+    if len(times) <= most:
+        return times
+    picks = np.unique(np.linspace(0, len(times) - 1, max(most, 2)).round().astype(int))
+    return [times[i] for i in picks]
+
+
+def _check_masks(masks: dict[int, Tensor], channel_labels: Sequence[int] | None, inputs: Tensor | None) -> tuple[int, int, list]:
+    """(images, channels, channel labels) of a valid recording; raise on any mismatch."""
     if not masks:
         raise ValueError("save_mask_dynamics needs masks for at least one time")
     times = sorted(masks)
@@ -104,24 +117,83 @@ def save_mask_dynamics(
         shapes = [tuple(masks[t].shape) for t in times]
         raise ValueError(f"every mask must share one (images, channels, H, W) shape, got {shapes}")
     n_images, n_channels = shape[:2]
-    labels = list(channel_labels) if channel_labels is not None else list(range(n_channels))
+    # Unknown model indices: "#n", the n-th recorded channel (not to be read as the model's channel n).
+    labels = list(channel_labels) if channel_labels is not None else [f"#{c + 1}" for c in range(n_channels)]
     if len(labels) != n_channels:
         raise ValueError(f"{len(labels)} channel labels for {n_channels} channels")
-    nrows = n_images * n_channels
-    fig = Figure(figsize=(1.2 * len(times) + 0.8, 1.2 * nrows + (0.4 if title else 0.0)))
-    axes = fig.subplots(nrows, len(times), squeeze=False)
-    for col, time in enumerate(times):
-        mask = masks[time].detach().to("cpu", torch.float32)
-        for i in range(n_images):
-            for c in range(n_channels):
-                ax = axes[i * n_channels + c][col]
-                ax.imshow(mask[i, c].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0 and c == 0:
-                    ax.set_title(str(time), fontsize=9)
-                if col == 0:
-                    ax.set_ylabel(f"img {i}, ch {labels[c]}", fontsize=8)
+    if inputs is not None and len(inputs) != n_images:
+        raise ValueError(f"{len(inputs)} input images for masks of {n_images} images")
+    return n_images, n_channels, labels
+
+
+def _time_label(unit: str, time: int) -> str:
+    """A column header: "epoch 5" on one line where it fits a 0.6 in tile, "iteration\\n100000" on two."""
+    label = f"{unit} {time}"
+    return label if len(label) <= 9 else f"{unit}\n{time}"
+
+
+def _bare(ax) -> None:
+    """No ticks, hence no grid lines over an image; the frame stays as the tile's border."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def mask_dynamics_figure(
+    masks: dict[int, Tensor],
+    title: str = "",
+    channel_labels: Sequence[int] | None = None,
+    *,
+    time_unit: str = "epoch",
+    inputs: Tensor | None = None,
+    input_label: str = "input",
+    max_times: int = 8,
+) -> Figure:
+    """Figure 8: Top-K masks (white = Top-K) of fixed images and channels over training.
+
+    ``masks`` maps a training time (``time_unit``: epoch or iteration) to a bool tensor of shape
+    (images, channels, H, W); rows are (image, channel) pairs, columns "<time_unit> <time>" for at
+    most ``max_times`` times (:func:`shown_times`). ``channel_labels`` names the channels in the model
+    (default: "#n", the n-th recorded channel). ``inputs`` (images, C, H, W) in [0, 1], when given, is a first
+    column titled ``input_label``: each image beside its masks. Text sizes come from rcParams, so
+    a caller's style (the report's ``use_paper_style``) applies.
+    """
+    n_images, n_channels, labels = _check_masks(masks, channel_labels, inputs)
+    times = shown_times(list(masks), max_times)
+    first = 1 if inputs is not None else 0
+    nrows, ncols = n_images * n_channels, first + len(times)
+    fig = Figure(figsize=(0.6 * ncols + 0.9, 0.6 * nrows + (0.6 if title else 0.3)), layout="constrained")
+    grid = fig.add_gridspec(nrows, ncols)
+    for i in range(n_images):
+        if inputs is not None:
+            ax = fig.add_subplot(grid[i * n_channels:(i + 1) * n_channels, 0])
+            ax.imshow(_to_numpy_image(inputs[i]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            _bare(ax)
+            ax.set_ylabel(f"image {i + 1}")
+            if i == 0:
+                ax.set_title(input_label)
+        for c in range(n_channels):
+            row = i * n_channels + c
+            for col, time in enumerate(times):
+                ax = fig.add_subplot(grid[row, first + col])
+                ax.imshow(masks[time][i, c].detach().to("cpu", torch.float32).numpy(), cmap="gray", vmin=0.0, vmax=1.0,
+                          interpolation="nearest")
+                _bare(ax)
+                if row == 0:
+                    ax.set_title(_time_label(time_unit, time))
+                if col == 0:  # horizontal: two short lines fit a row, a rotated label runs into the next one
+                    ax.set_ylabel(f"channel {labels[c]}" if inputs is not None else f"image {i + 1}\nchannel {labels[c]}",
+                                  rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
-    _save(fig, path_or_paths)
+    return fig
+
+
+def save_mask_dynamics(
+    masks: dict[int, Tensor],
+    path_or_paths: PathArg,
+    title: str = "",
+    channel_labels: Sequence[int] | None = None,
+    **options,
+) -> None:
+    """Write :func:`mask_dynamics_figure` (``options``: its keyword arguments) to each path."""
+    _save(mask_dynamics_figure(masks, title, channel_labels, **options), path_or_paths)
