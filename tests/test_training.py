@@ -200,11 +200,27 @@ def test_bad_settings_and_missing_folders_are_one_line_errors(tiny_data, tmp_pat
         train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tmp_path / "nope", tmp_path / "o", SETTINGS)
 
 
-def test_topk_masks_are_recorded_before_training_and_after_every_epoch(tiny_data, tmp_path):
+def test_topk_masks_are_recorded_before_training_and_after_every_epoch(tiny_data, tmp_path, monkeypatch):
+    import numpy as np
+
+    from topkshape.mask_recording import MaskRecorder
     from topkshape.ops import topk_count
     from topkshape.texture.figures import load_masks
 
+    # Capture the Top-K layer's input at each recording, to recompute the mask without topkshape.ops.
+    inputs: dict[int, torch.Tensor] = {}
+    real_record = MaskRecorder.record
+
+    def record(self, step):
+        hook = self.layer.register_forward_pre_hook(lambda _m, args: inputs.__setitem__(step, args[0].detach().clone()))
+        try:
+            return real_record(self, step)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(MaskRecorder, "record", record)
     settings = TrainSettings(**{**SETTINGS.__dict__, "epochs": 2})
+    assert settings.ties == "keep"
     train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "m", settings,
                      threads=1, progress=False, mask_images=2, mask_channels=(0, 3))
     masks = load_masks(tmp_path / "m" / "masks.pt")
@@ -212,8 +228,19 @@ def test_topk_masks_are_recorded_before_training_and_after_every_epoch(tiny_data
     mask = masks[2]
     assert mask.dtype == torch.bool and mask.shape[:2] == (2, 2)
     k = topk_count(SETTINGS.topk_fraction, mask.shape[2] * mask.shape[3])
-    # At most K entries per channel (fewer where a channel has fewer non-zero responses), ties aside.
-    assert (mask.sum(dim=(2, 3)) <= k + 2).all() and mask.any()
+    # ties="keep": each channel keeps exactly its non-zero entries with |x| >= the K-th largest |x| (numpy sort):
+    # K of them, more where entries tie at the threshold, fewer where fewer than K are non-zero.
+    assert sorted(inputs) == [0, 1, 2]
+    for step, recorded in masks.items():
+        x = inputs[step][:, [0, 3]].numpy()
+        flat = np.abs(x).reshape(x.shape[0], x.shape[1], -1)
+        kth = -np.sort(-flat, axis=-1)[..., k - 1]
+        expected = (flat >= kth[..., None]) & (flat != 0)
+        counts = recorded.reshape(recorded.shape[0], recorded.shape[1], -1).sum(-1).numpy()
+        assert (counts == expected.sum(-1)).all(), (step, counts, expected.sum(-1))
+        assert np.array_equal(recorded.reshape(expected.shape).numpy(), expected)
+        assert ((counts >= k) | (counts == (flat != 0).sum(-1))).all()
+    assert mask.any()
     baseline = TrainSettings(**{**SETTINGS.__dict__, "epochs": 1, "variant": "baseline"})
     train_classifier(tiny_data / "S" / "train", tiny_data / "S" / "val", tiny_data / "S-stylized", tmp_path / "b", baseline,
                      threads=1, progress=False, mask_images=2)
