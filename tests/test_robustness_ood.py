@@ -51,6 +51,11 @@ def _stand_in(root: Path, name: str, conditions=("0", "3"), categories=("oven", 
 
 def test_the_seventeen_datasets_are_model_vs_humans():
     assert len(OOD_DATASETS) == 17 and {"eidolonIII", "power-equalisation", "cue-conflict", "silhouette"} <= set(OOD_DATASETS)
+    # The config's enum of robustness.ood.datasets is the same list (the schema cannot import the constant).
+    from topkshape.config import load_schema
+
+    ood = load_schema()["properties"]["robustness"]["properties"]["ood"]["properties"]
+    assert ood["datasets"]["items"]["enum"] == list(OOD_DATASETS)
 
 
 def test_trials_read_condition_and_category_from_names_or_folders(tmp_path):
