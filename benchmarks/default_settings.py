@@ -85,7 +85,7 @@ def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
         if value is not None:
             synthetic[key] = value
     train = dict(config["train"])
-    for key in ("epochs", "lr", "batch_size", "width", "image_size", "crop_scale"):
+    for key in ("epochs", "lr", "warmup_epochs", "batch_size", "width", "image_size", "crop_scale"):
         value = getattr(args, key)
         if value is not None:
             train[key] = value
@@ -113,7 +113,7 @@ def train_runs(args: argparse.Namespace, config: dict) -> pd.DataFrame:
                        "perturb": args.perturb, "threads": args.threads, "classes": len(summary["classes"]),
                        **{f"{name}_images": count for name, count in summary["diagnostic_images"].items()},
                        **{f"data.{k}": v for k, v in synthetic.items()},
-                       **{f"train.{k}": v for k, v in train.items() if k in ("epochs", "lr", "batch_size", "width", "image_size", "crop_scale")}}
+                       **{f"train.{k}": v for k, v in train.items() if k in ("epochs", "lr", "warmup_epochs", "batch_size", "width", "image_size", "crop_scale")}}
                 print(row, flush=True)
                 rows.append(row)
                 if args.csv:
@@ -232,7 +232,7 @@ def main() -> None:
     parser.add_argument("--subsets", nargs="+", default=["S1", "S2"])
     parser.add_argument("--variants", nargs="+", default=["baseline", "topk", "topk_mean_rpl"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    for key, kind in (("epochs", int), ("lr", float), ("batch_size", int), ("width", int), ("image_size", int)):
+    for key, kind in (("epochs", int), ("lr", float), ("warmup_epochs", int), ("batch_size", int), ("width", int), ("image_size", int)):
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, default=None, help=f"train.{key} (default: the config's)")
     parser.add_argument("--crop-scale", type=float, nargs=2, default=None, help="train.crop_scale (default: the config's)")
     for key, kind in (("image_size", int), ("train_per_class", int), ("val_per_class", int), ("diagnostic_per_class", int),

@@ -244,6 +244,7 @@ def test_no_mask_images_while_the_mask_figures_are_targets():
         ({"texture__mask_dynamics__images": 500}, "config key 'texture.mask_dynamics.images': 500 is more than the 200 validation images of subset S1"),
         ({"texture__num_targets": 101}, "config key 'texture.num_targets': 101 is more than the 100 images of a few-shot set"),
         ({"gan__eval__kid_subset_size": 300}, "config key 'gan.eval.kid_subset_size': 300 is larger than the real (100) or generated (200)"),
+        ({"train__epochs": 6, "train__warmup_epochs": 6}, "config key 'train.warmup_epochs': 6 is not below train.epochs 6"),
         ({"gan__eval__selection": "best", "gan__eval__snapshot_every": 500},
          "config key 'gan.eval.snapshot_every': 500 is more than gan.iterations 100"),
     ],

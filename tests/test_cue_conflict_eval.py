@@ -19,6 +19,7 @@ from matplotlib.collections import PathCollection
 from PIL import Image
 from torchvision import transforms
 
+from test_shape_bias import TOOLBOX_INDICES
 from topkshape.shape_bias.analysis import RAW_COLUMNS
 
 CATEGORIES = ["airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair", "clock", "dog", "elephant",
@@ -90,6 +91,55 @@ def _raw(out: Path) -> pd.DataFrame:
     return pd.read_csv(out, dtype={"object_response": str})
 
 
+ALEXNET_PAPER_POSITIONS = (2, 5, 7, 9, 12)  # features.<i>: after AlexNet's five conv stages (ReLU or max-pool)
+
+
+def _topk_by_hand(x: torch.Tensor, fraction: float, mode: str) -> torch.Tensor:
+    """Eq. 1 written out: per (image, channel), the K = max(1, floor(fraction * H * W)) largest |x| over H*W,
+    ties to the lowest flat index (a stable descending sort); ``non_topk`` keeps the complement."""
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    k = max(1, int(fraction * h * w))
+    order = torch.sort(flat.abs(), dim=2, descending=True, stable=True).indices
+    mask = torch.zeros(flat.shape, dtype=torch.bool).scatter_(2, order[..., :k], True)
+    return torch.where(~mask if mode == "non_topk" else mask, flat, torch.zeros_like(flat)).reshape(n, c, h, w)
+
+
+@torch.no_grad()
+def _decisions_by_hand(folder: Path, settings: dict[str, tuple[float | None, str]], batch_size: int) -> dict[str, dict[str, str]]:
+    """Per setting, image name -> decision, computed without the package: torchvision's AlexNet with the weights
+    torch.manual_seed(0) draws, the PNGs normalised by hand, Top-K after features.2/5/7/9/12, and model-vs-human's
+    16-class decision (the mean ImageNet probability over each category's indices, TOOLBOX_INDICES, then arg-max).
+
+    The random network's category scores lie close together, so this runs the very float operations of the
+    package's path (same layers, same batches): any change to what is computed shows up as other decisions."""
+    torch.manual_seed(0)
+    net = torchvision.models.alexnet(weights=None).eval()
+    paths = sorted(folder.glob("*/*.png"))
+    pixels = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in paths])
+    x_all = (pixels.float() / 255 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    names = sorted(TOOLBOX_INDICES)
+    decided = {}
+    for tag, (fraction, mode) in settings.items():
+        decisions = []
+        for start in range(0, len(paths), batch_size):
+            x = x_all[start : start + batch_size]
+            for index, layer in enumerate(net.features):
+                x = layer(x)
+                if fraction is not None and index in ALEXNET_PAPER_POSITIONS:
+                    x = _topk_by_hand(x, fraction, mode)
+            probabilities = torch.softmax(net.classifier(torch.flatten(net.avgpool(x), 1)), dim=1)
+            scores = torch.stack([probabilities[:, TOOLBOX_INDICES[name]].mean(dim=1) for name in names], dim=1)
+            decisions += [names[i] for i in scores.argmax(dim=1).tolist()]
+        decided[tag] = dict(zip((p.name for p in paths), decisions))
+    return decided
+
+
+def _decisions_in(out: Path) -> dict[str, str]:
+    rows = _raw(out)
+    return dict(zip(rows["imagename"], rows["object_response"]))
+
+
 def test_sweep_job_runs_topk_at_alexnets_paper_positions_with_each_settings_fraction_and_mode(stimuli_dir, tmp_path):
     from topkshape.shape_bias.run import run_cue_conflict_sweep
 
@@ -103,6 +153,10 @@ def test_sweep_job_runs_topk_at_alexnets_paper_positions_with_each_settings_frac
         assert set(applied[tag]) == paper_positions
         assert all(layer == {"layer": "TopK", "fraction": 0.1, "mode": mode, "ties": "exact"} for layer in applied[tag].values())
     decisions = {tag: _raw(out)["object_response"] for tag, out in zip(tags, outs)}
+    # The decisions themselves, against the same network's computed by hand (Top-K and its complement at 10%).
+    by_hand = _decisions_by_hand(stimuli_dir, {"topk10": (0.1, "topk"), "non_topk10": (0.1, "non_topk")}, batch_size=16)
+    for tag, out in zip(tags[1:], outs[1:]):
+        assert _decisions_in(out) == by_hand[tag], tag
     assert (decisions["topk10"] != decisions["none"]).any()
     assert (decisions["non_topk10"] != decisions["none"]).any()
     assert (decisions["topk10"] != decisions["non_topk10"]).any()
@@ -125,6 +179,10 @@ def test_one_sweep_per_model_writes_the_same_csvs_as_one_evaluation_per_setting(
         single = tmp_path / f"single_{tag}.csv"
         evaluate_cue_conflict(model, stimuli_dir, subject=f"alexnet-{tag}", batch_size=8, device="cpu", progress=False).to_csv(single, index=False)
         assert path.read_bytes() == single.read_bytes(), tag
+    # Both paths are the package's: the decisions must also be the ones computed without it.
+    by_hand = _decisions_by_hand(stimuli_dir, settings, batch_size=8)
+    for tag, path in zip(settings, sweep):
+        assert _decisions_in(path) == by_hand[tag], tag
 
 
 def test_random_ties_give_the_same_decisions_for_a_tie_seed_and_not_for_every_seed(stimuli_dir, tmp_path):

@@ -295,7 +295,8 @@ FIGURES: dict[str, Callable[[Path], Figure]] = {
     "table2": lambda tmp: fid_kid_figure(*_gan_runs()),
     "topk_mask_dynamics": lambda tmp: _styled_mask_figure(range(51), [0, 3, 7, 9], time_unit="epoch", inputs=torch.rand(2, 3, 32, 32)),
     # the GAN's channels as its script labels them: "#n", the n-th recorded (rows of two lines)
-    "gan_topk_mask_dynamics": lambda tmp: _styled_mask_figure(range(0, 100_001, 1000), None, time_unit="iteration"),
+    "gan_topk_mask_dynamics": lambda tmp: _styled_mask_figure(range(0, 100_001, 1000), None, time_unit="iteration",
+                                                              outputs={t: torch.rand(2, 3, 64, 64) for t in range(0, 100_001, 1000)}),
     "fewshot_samples": lambda tmp: sample_grid_figure(_previews(tmp)),
     "shape_bias_vs_ood": lambda tmp: _ood_figure(),
 }
@@ -385,6 +386,27 @@ def test_mask_dynamics_show_each_input_beside_its_masks():
         np.testing.assert_allclose(ax.images[0].get_array(), image.permute(1, 2, 0).numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="3 input images for masks of 2 images"):
         mask_dynamics_figure(_masks(range(3)), inputs=torch.rand(3, 3, 16, 16))
+
+
+def test_mask_dynamics_show_the_generated_image_above_its_masks_at_each_time():
+    style.use_paper_style()
+    masks = _masks(range(3))
+    n_images = next(iter(masks.values())).shape[0]
+    outputs = {t: torch.rand(n_images, 3, 16, 16, generator=torch.Generator().manual_seed(t)) for t in range(3)}
+    fig = mask_dynamics_figure(masks, time_unit="iteration", outputs=outputs)
+    for i in range(n_images):
+        first = [ax for ax in fig.axes if ax.get_ylabel() == f"image {i + 1}\ngenerated"]
+        assert len(first) == 1
+        start = first[0].get_subplotspec().rowspan.start
+        row = sorted((ax for ax in fig.axes if ax.get_subplotspec().rowspan.start == start), key=lambda ax: ax.get_subplotspec().colspan.start)
+        assert len(row) == 3
+        for time, ax in zip(range(3), row):
+            np.testing.assert_allclose(ax.images[0].get_array(), outputs[time][i].permute(1, 2, 0).numpy(), atol=1e-6)
+    labels = {ax.get_ylabel() for ax in fig.axes}
+    assert "channel #1" in labels and not any(label.startswith("image 1\nchannel") for label in labels)
+    # Outputs missing for a shown time (a run resumed from an older checkpoint): masks only.
+    fig = mask_dynamics_figure(masks, time_unit="iteration", outputs={0: outputs[0]})
+    assert not any(ax.get_ylabel().endswith("generated") for ax in fig.axes)
 
 
 def test_the_sample_grid_is_written_as_png_and_pdf(tmp_path):

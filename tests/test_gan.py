@@ -294,17 +294,71 @@ def sample_folders(topk_run, tmp_path_factory):
     return root
 
 
-def test_fid_with_local_inception_weights_is_zero_for_a_folder_against_itself_and_positive_against_real_images(few_shot_images, topk_run, tmp_path):
+def frechet_distance_terms(features1: np.ndarray, features2: np.ndarray) -> tuple[float, float]:
+    """FID's two terms, written out here: ``|mu1 - mu2|^2`` and ``Tr(S1 + S2 - 2 (S1 S2)^1/2)`` (Heusel et al., 2017).
+
+    With the centred features scaled as ``A = (F1 - mu1) / sqrt(n1 - 1)`` (likewise ``B``), ``S1 = A'A`` and
+    ``S2 = B'B``; the non-zero eigenvalues of ``S1 S2`` are those of ``(AB')(AB')'``, so ``Tr (S1 S2)^1/2`` is the
+    sum of the singular values of the small ``AB'``. In float64, exact for the rank-deficient covariances of a few
+    images in 2048 dimensions (where ``scipy.linalg.sqrtm`` of the 2048 x 2048 product takes about a minute), and
+    a route of its own, not torch-fidelity's eigenvalues of ``S1 S2``.
+    """
+    f1, f2 = np.asarray(features1, dtype=np.float64), np.asarray(features2, dtype=np.float64)
+    a = (f1 - f1.mean(axis=0)) / math.sqrt(len(f1) - 1)
+    b = (f2 - f2.mean(axis=0)) / math.sqrt(len(f2) - 1)
+    diff = f1.mean(axis=0) - f2.mean(axis=0)
+    trace = (a * a).sum() + (b * b).sum() - 2 * np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    return float(diff @ diff), float(trace)
+
+
+def test_the_tests_frechet_distance_is_the_textbook_formula():
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(7, 3)), rng.normal(1.0, 2.0, size=(5, 3)) @ rng.normal(size=(3, 3))
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    textbook = np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert sum(frechet_distance_terms(f1, f2)) == pytest.approx(textbook, rel=1e-10)
+
+
+def _png_pixels(folder: Path) -> torch.Tensor:
+    """The folder's images as torch-fidelity gets them: uint8 (N, 3, H, W), in sorted name order."""
+    return torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in sorted(folder.glob("*.png"))])
+
+
+def test_fid_with_local_inception_weights_is_zero_for_a_folder_against_itself_and_positive_against_real_images(
+        few_shot_images, topk_run, tmp_path, monkeypatch):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     generated = generate_samples(topk_run / "generator_ema.pt", 4, tmp_path / "generated", seed=0, device="cpu")
     real = tmp_path / "real"
     real.mkdir()
     for path in sorted(prepare_real_images(few_shot_images, tmp_path / "prepared", 64).iterdir())[:4]:
         shutil.copy(path, real / path.name)
     weights = str(save_random_inception_weights(tmp_path / "inception.pt"))
+    # What torch-fidelity's Inception is given and what it returns: the images fed, and their 2048-d pool features.
+    seen: list[tuple[torch.Tensor, np.ndarray]] = []
+    forward = FeatureExtractorInceptionV3.forward
+
+    def recording_forward(self, x):
+        out = forward(self, x)
+        seen.append((x.detach().clone(), out[self.features_list.index("2048")].detach().double().numpy()))
+        return out
+
+    monkeypatch.setattr(FeatureExtractorInceptionV3, "forward", recording_forward)
     options = dict(kid_subset_size=3, feature_extractor_weights_path=weights, cuda=False, save_cpu_ram=True)
     same = fid_kid(generated, generated, **options)
     other = fid_kid(generated, real, **options)
+    # Each folder's images went in whole, in one batch: generated twice, then generated and real.
+    fed = [x for x, _ in seen]
+    expected_inputs = [_png_pixels(generated), _png_pixels(generated), _png_pixels(generated), _png_pixels(real)]
+    assert len(fed) == 4 and all(torch.equal(x, e) for x, e in zip(fed, expected_inputs))
+    # The returned FID is the Frechet distance of those features, computed here in float64 by another route.
+    means, traces = frechet_distance_terms(seen[2][1], seen[3][1])
+    assert other["fid"] == pytest.approx(means + traces, rel=1e-6)
+    assert traces > 1e-3 * (means + traces)  # the covariance term weighs in: leaving it out would fail the line above
     # Same features on both sides: equal means and covariances S, so FID = |mu - mu|^2 + Tr(2S - 2(S S)^1/2) = 0.
+    assert sum(frechet_distance_terms(seen[0][1], seen[1][1])) == pytest.approx(0.0, abs=1e-9 * other["fid"])
     assert other["fid"] > 1.0
     assert abs(same["fid"]) < 1e-3 * other["fid"]
     assert set(other) == {"fid", "kid", "kid_std", "kid_x1e3"}
@@ -325,7 +379,7 @@ def test_prepare_real_images_writes_same_size_pngs(few_shot_images, tmp_path):
         fid_kid(few_shot_images / "a", out, kid_subset_size=2, cuda=False)
 
 
-def test_registered_classifier_extractor_gives_fid_and_kid(sample_folders, tmp_path):
+def test_registered_classifier_extractor_gives_fid_and_kid(sample_folders, few_shot_images, tmp_path):
     from topkshape.classify.train import TrainSettings, build_classifier
 
     settings = TrainSettings(arch="resnet18_cifar", variant="topk", topk_fraction=0.2, image_size=32, width=4)
@@ -342,9 +396,30 @@ def test_registered_classifier_extractor_gives_fid_and_kid(sample_folders, tmp_p
     penultimate, logits = extractor(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
     assert penultimate.shape == (2, 32) and logits.shape == (2, 3)  # width 4 * 8 channels, 3 classes
 
-    result = fid_kid(sample_folders / "generated", sample_folders / "other", kid_subset_size=10,
+    # Generated against real images (two samplings of one generator are too alike: an FID of ~1e-11).
+    real = prepare_real_images(few_shot_images, tmp_path / "real", 64)
+    result = fid_kid(sample_folders / "generated", real, kid_subset_size=10,
                      feature_extractor=name, cuda=False, save_cpu_ram=True)
     assert all(math.isfinite(v) for v in result.values())
+    # The same FID from features taken here: the classifier's evaluation transform (shorter side to
+    # round(32 * 256 / 224) = 37 px, bilinear with antialias, centre crop 32, ImageNet normalisation), then
+    # layer4's output averaged over its positions, the Top-K layer of the model as trained in place.
+    from torchvision.transforms import functional as TF
+
+    pooled = []
+    hook = model.layer4.register_forward_hook(lambda module, inputs, output: pooled.append(output.mean(dim=(2, 3))))
+    features = []
+    with torch.no_grad():
+        for folder in (sample_folders / "generated", real):
+            x = TF.center_crop(TF.resize(_png_pixels(folder).float() / 255, 37, antialias=True), 32)
+            model.eval()(TF.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+            features.append(pooled.pop().double().numpy())
+    hook.remove()
+    assert [f.shape for f in features] == [(SAMPLES, 32), (16, 32)]
+    means, traces = frechet_distance_terms(*features)
+    assert means + traces > 1e-6  # far from zero at the comparison's precision
+    assert result["fid"] == pytest.approx(means + traces, rel=1e-6)
+    assert traces > 1e-3 * (means + traces)
 
 
 def test_generator_topk_masks_are_recorded_at_each_checkpoint(tmp_path):

@@ -16,12 +16,11 @@ from PIL import Image
 from torch import nn
 
 from conftest import needs_shared
-from test_robustness_consistency import RAW, _toolbox_error_consistency, _toolbox_read
+from test_robustness_consistency import RAW
 from topkshape.errors import InputDataError
 from topkshape.robustness.ood import (
     OOD_DATASETS,
     RAW_COLUMNS,
-    analyse_against_humans,
     entry_raw_decisions,
     fetch_human_raw_data,
     fetch_ood_dataset,
@@ -110,38 +109,6 @@ def test_a_models_decisions_go_through_the_sixteen_class_mapping_into_the_raw_fo
     assert list(raw.columns) == RAW_COLUMNS and len(raw) == 8 and set(raw["object_response"]) == {"oven"}
     assert list(raw["trial"]) == list(range(1, 9)) and list(raw["condition"]) == ["0"] * 4 + ["3"] * 4
     assert (raw["object_response"] == raw["category"]).mean() == 0.5
-
-
-@needs_shared(RAW, "model-vs-human's human raw decisions")
-@pytest.mark.parametrize("dataset", ["low-pass", "sketch"])
-def test_analyses_against_humans_equal_the_toolboxs_pairwise_values_and_their_intervals_hold_them(dataset):
-    humans = _toolbox_read(RAW / dataset)
-    stand_in = sorted(humans["subj"].unique())[0]  # one observer plays the model, against the others
-    model = humans[humans["subj"] == stand_in].assign(subj="model")
-    others = humans[humans["subj"] != stand_in]
-    table = analyse_against_humans(model, others, samples=200, seed=0).set_index("condition")
-    assert set(table.index) == set(others["condition"].astype(str))
-    for condition, row in table.iterrows():
-        per_observer = []
-        for observer in sorted(others["subj"].unique()):
-            df1 = model[model["condition"] == condition]
-            df2 = others[(others["condition"] == condition) & (others["subj"] == observer)]
-            per_observer.append(_toolbox_error_consistency(df1, df2))
-        assert row["error_consistency"] == pytest.approx(np.mean([v["error-consistency"] for v in per_observer]), abs=1e-12)
-        assert row["observed_consistency"] == pytest.approx(np.mean([v["observed-consistency"] for v in per_observer]), abs=1e-12)
-        right = (model.loc[model["condition"] == condition, "object_response"] == model.loc[model["condition"] == condition, "category"]).mean()
-        assert row["accuracy"] == pytest.approx(right)
-        for key in ("accuracy_difference", "observed_consistency", "error_consistency"):
-            assert row[f"{key}_low"] <= row[key] + 1e-9 and row[key] - 1e-9 <= row[f"{key}_high"]
-        assert row["error_consistency_high"] > row["error_consistency_low"]
-
-
-def test_a_model_missing_a_condition_is_named(tmp_path):
-    humans = pd.DataFrame({"subj": ["a", "b"], "session": 1, "trial": 1, "rt": 0.5, "object_response": ["cat", "cat"],
-                           "category": ["cat", "cat"], "condition": ["5", "5"], "imagename": ["x_n01_1.png"] * 2})
-    model = humans.iloc[:1].assign(subj="m", condition="3")
-    with pytest.raises(InputDataError, match="the model has no trials of condition '5'"):
-        analyse_against_humans(model, humans)
 
 
 @needs_shared(RAW, "model-vs-human's human raw decisions")

@@ -401,6 +401,49 @@ def test_figure_8_shows_each_recorded_input_beside_its_masks_and_no_column_for_l
     assert sorted(load_masks(tmp_path / "old.pt")) == [0, 5] and load_mask_inputs(tmp_path / "old.pt") is None
 
 
+def test_a_generators_images_are_kept_at_each_recording_and_drawn_above_its_masks(tmp_path):
+    from topkshape.mask_recording import load_mask_outputs
+    from topkshape.texture import experiment
+
+    class TwoSizes(nn.Module):  # returns [full size, small size] as FastGAN's generator does
+        def __init__(self):
+            super().__init__()
+            self.net = _topk_model()
+
+        def forward(self, x):
+            y = self.net(x)
+            return [y, y[:, :, ::2, ::2]]
+
+    model = TwoSizes()
+    inputs = torch.stack([_noise(3)[0], _noise(4)[0]])
+    recorder = MaskRecorder(model, "net.2", inputs, channels=[0], keep_outputs=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in (0, 10):
+        recorder.record(step)
+        model.eval()
+        with torch.no_grad():
+            expected = model(inputs)[0]
+        model.train()
+        assert torch.equal(recorder.outputs[step], expected)  # the full-size image of that moment, not the small one
+        optimizer.zero_grad()
+        model(inputs)[0].square().mean().backward()
+        optimizer.step()
+    assert not torch.equal(recorder.outputs[0], recorder.outputs[10])
+    recorder.save(tmp_path / "masks.pt")
+    saved = load_mask_outputs(tmp_path / "masks.pt")
+    assert sorted(saved) == [0, 10] and all(torch.equal(saved[s], recorder.outputs[s]) for s in saved)
+    with mock.patch.object(experiment, "save_mask_dynamics") as save:
+        experiment.render_mask_dynamics(tmp_path / "masks.pt", [tmp_path / "f.png"], title="t", time_unit="iteration")
+    drawn = save.call_args.kwargs["outputs"]
+    for step in (0, 10):  # [-1, 1] to [0, 1], beyond it clamped
+        assert torch.equal(drawn[step], (saved[step].clamp(-1, 1) + 1) / 2)
+    # A recorder without keep_outputs writes none, and a file without them loads as None.
+    plain = MaskRecorder(_topk_model(), "2", inputs, channels=[0])
+    plain.record(0)
+    plain.save(tmp_path / "plain.pt")
+    assert load_mask_outputs(tmp_path / "plain.pt") is None and plain.outputs == {}
+
+
 def test_mask_recorder_rejects_a_layer_that_is_not_topk():
     with pytest.raises(ValueError, match="not a TopK"):
         MaskRecorder(_topk_model(), "0", _noise(), channels=[0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import shutil
 import signal
 import subprocess
@@ -166,6 +168,7 @@ def killed_run(tiny_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_last_checkpoint_with_identical_final_weights(tiny_data, reference_run, killed_run, tmp_path):
     out = tmp_path / "killed"
     shutil.copytree(killed_run, out)
@@ -178,6 +181,7 @@ def test_killed_training_resumes_from_last_checkpoint_with_identical_final_weigh
     pd.testing.assert_frame_equal(_metrics(reference), _metrics(out))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_other_settings_is_not_resumed_and_training_starts_over(tiny_data, killed_run, tmp_path, caplog):
     other = TrainSettings(**{**SETTINGS.__dict__, "epochs": 2})
     work = tmp_path / "copy"
@@ -281,3 +285,36 @@ def test_crop_scale_reaches_the_training_crops_and_bad_values_stop():
     assert TrainSettings(crop_scale=[0.3, 1]).crop_scale == (0.3, 1.0)
     with pytest.raises(ConfigError, match="crop_scale"):
         TrainSettings(crop_scale=[0.9, 0.5])
+
+
+def test_warm_up_ramps_each_steps_learning_rate_linearly_and_leaves_the_schedule_as_without_it():
+    from topkshape.classify.train import _warmed_step
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.4)  # no momentum: each step moves the weight by -lr * grad
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    moves, steps_per_epoch = [], 2
+    for epoch in range(4):
+        for step in range(steps_per_epoch):
+            before = weight.item()
+            weight.grad = torch.ones(1)
+            _warmed_step(optimizer, epoch * steps_per_epoch + step, warmup_steps=4)
+            moves.append(before - weight.item())
+        scheduler.step()
+    def cosine(epoch):  # CosineAnnealingLR's closed form over 4 epochs from 0.4
+        return 0.2 * (1 + math.cos(math.pi * epoch / 4))
+
+    # The first 4 steps (epochs 0 and 1) at 1/4, 2/4, 3/4, 4/4 of the scheduled value; then the schedule.
+    assert moves == pytest.approx([cosine(0) / 4, cosine(0) / 2, cosine(1) * 3 / 4, cosine(1)] + [cosine(2)] * 2 + [cosine(3)] * 2)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # the schedule's own value, untouched by the warm-up
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainSettings(epochs=3, warmup_epochs=3)
+
+
+def test_a_warm_up_run_differs_from_one_without_from_the_first_epoch(tiny_data, reference_run, tmp_path):
+    out, _ = reference_run
+    warmed = _train(tiny_data, tmp_path / "warm", dataclasses.replace(SETTINGS, warmup_epochs=1))
+    assert warmed["settings"]["warmup_epochs"] == 1
+    first = _metrics(out).iloc[0]
+    assert first["train_loss"] != _metrics(tmp_path / "warm").iloc[0]["train_loss"]
+    assert _metrics(tmp_path / "warm")["lr"].tolist() == _metrics(out)["lr"].tolist()  # the logged schedule is the cosine one

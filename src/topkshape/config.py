@@ -588,6 +588,10 @@ def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]
     if data["fewshot"] and texture["num_targets"] > data["fewshot_images"]:
         yield (f"config key 'texture.num_targets': {texture['num_targets']} is more than the "
                f"{data['fewshot_images']} images of a few-shot set (data.fewshot_images)")
+    train = config["train"]
+    if train["warmup_epochs"] >= train["epochs"]:
+        yield (f"config key 'train.warmup_epochs': {train['warmup_epochs']} is not below train.epochs {train['epochs']}: "
+               "the warm-up would take the whole run")
     evaluation = gan["eval"]
     reals = min([_fewshot_count(data, name) for name in data["fewshot"]] or [data["fewshot_images"]])
     if evaluation["kid_subset_size"] > min(reals, evaluation["samples"]):

@@ -25,7 +25,8 @@ class MaskRecorder:
     recording flag are restored afterwards, so training continues unaffected.
     """
 
-    def __init__(self, model: nn.Module, layer_name: str, images: Tensor, channels: Sequence[int]) -> None:
+    def __init__(self, model: nn.Module, layer_name: str, images: Tensor, channels: Sequence[int], *,
+                 keep_outputs: bool = False) -> None:
         try:
             layer = model.get_submodule(layer_name)
         except AttributeError as error:
@@ -41,6 +42,9 @@ class MaskRecorder:
         self.images = images.detach()
         self.channels = list(channels)
         self.masks: dict[int, Tensor] = {}
+        # A generator's inputs are latent codes: what its masks are of is its output at each step.
+        self.keep_outputs = keep_outputs
+        self.outputs: dict[int, Tensor] = {}
 
     def record(self, step: int) -> Tensor:
         """Run the fixed images in eval mode and store ``masks[step]`` (images, channels, H, W)."""
@@ -52,7 +56,7 @@ class MaskRecorder:
         try:
             # fork_rng: a generator's noise injection must not shift the training's random stream.
             with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                self.model(self.images.to(device))
+                output = self.model(self.images.to(device))
             if self.layer.last_mask is None:
                 raise RuntimeError(f"the Top-K layer {self.layer_name!r} was not called in the forward pass")
             mask = self.layer.last_mask[:, self.channels].cpu()
@@ -61,30 +65,41 @@ class MaskRecorder:
             self.layer.last_mask = None  # holds a full-batch mask; free it
             self.model.train(was_training)
         self.masks[step] = mask
+        if self.keep_outputs:
+            # The first output is the image (FastGAN's generator returns [full size, small size]).
+            self.outputs[step] = (output[0] if isinstance(output, (list, tuple)) else output).detach().float().cpu()
         return mask
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``{step: mask}`` and the recorded images (read back with ``load_masks``, ``load_mask_inputs``)."""
-        save_masks(self.masks, path, inputs=self.images.cpu())
+        save_masks(self.masks, path, inputs=self.images.cpu(), outputs=self.outputs if self.keep_outputs else None)
 
 
-def save_masks(masks: dict[int, Tensor], path: str | os.PathLike, *, inputs: Tensor | None = None) -> None:
-    """Write ``{"masks": {step: bool mask}, "inputs": images or None}`` atomically with ``torch.save``:
-    the inputs let Figure 8 show what each row's masks are of."""
+def save_masks(masks: dict[int, Tensor], path: str | os.PathLike, *, inputs: Tensor | None = None,
+               outputs: dict[int, Tensor] | None = None) -> None:
+    """Write ``{"masks": {step: bool mask}, "inputs": images or None}`` atomically with ``torch.save``,
+    plus ``"outputs": {step: model output}`` when given (a generator's images at each recording): the
+    inputs or outputs let Figure 8 show what each row's masks are of."""
+    content: dict = {"masks": dict(masks), "inputs": inputs}
+    if outputs is not None:
+        content["outputs"] = dict(outputs)
     with atomic_file(path) as tmp:
-        torch.save({"masks": dict(masks), "inputs": inputs}, tmp)
+        torch.save(content, tmp)
 
 
-def _recorded(path: str | os.PathLike) -> tuple[dict, Tensor | None]:
-    """Masks and inputs of a masks file; a file of masks alone (written before inputs were kept) has no inputs."""
+def _recorded(path: str | os.PathLike) -> tuple[dict, Tensor | None, dict | None]:
+    """Masks, inputs and outputs of a masks file; a file of masks alone (written before inputs were kept)
+    has neither, one without ``outputs`` no outputs."""
     content = load_torch_file(path, "recorded Top-K masks")
-    if isinstance(content, dict) and set(content) == {"masks", "inputs"}:
-        masks, inputs = content["masks"], content["inputs"]
+    if isinstance(content, dict) and set(content) in ({"masks", "inputs"}, {"masks", "inputs", "outputs"}):
+        masks, inputs, outputs = content["masks"], content["inputs"], content.get("outputs")
     else:
-        masks, inputs = content, None
-    if not isinstance(masks, dict) or not all(isinstance(m, Tensor) for m in masks.values()) or not (inputs is None or isinstance(inputs, Tensor)):
+        masks, inputs, outputs = content, None, None
+    if (not isinstance(masks, dict) or not all(isinstance(m, Tensor) for m in masks.values())
+            or not (inputs is None or isinstance(inputs, Tensor))
+            or not (outputs is None or (isinstance(outputs, dict) and all(isinstance(o, Tensor) for o in outputs.values())))):
         raise InputDataError(f"{str(path)!r} does not hold a dict of masks (got {type(masks).__name__})")
-    return masks, inputs
+    return masks, inputs, outputs
 
 
 def load_masks(path: str | os.PathLike) -> dict[int, Tensor]:
@@ -95,3 +110,9 @@ def load_masks(path: str | os.PathLike) -> dict[int, Tensor]:
 def load_mask_inputs(path: str | os.PathLike) -> Tensor | None:
     """The images whose masks ``save_masks`` recorded (None when the file holds none, e.g. the GAN's latents)."""
     return _recorded(path)[1]
+
+
+def load_mask_outputs(path: str | os.PathLike) -> dict[int, Tensor] | None:
+    """The model's outputs at each recording (a generator's images), or None when the file holds none."""
+    outputs = _recorded(path)[2]
+    return None if outputs is None else {int(step): output for step, output in outputs.items()}

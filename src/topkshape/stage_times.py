@@ -38,12 +38,17 @@ def stage_seconds(benchmark_dir: str | Path, rules: list[str]) -> pd.DataFrame:
     return table.sort_values("job_seconds", ascending=False)
 
 
+def rule_names() -> list[str]:
+    """The workflow's rules, as ``snakemake --list-rules`` names them in the working directory."""
+    listed = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--list-rules"], capture_output=True, text=True, check=False)
+    return listed.stdout.split()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m topkshape.stage_times", description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmarks", help="a run's benchmark folder, e.g. results/default/benchmarks")
     args = parser.parse_args(argv)
-    listed = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--list-rules"], capture_output=True, text=True, check=False)
-    rules = listed.stdout.split()
+    rules = rule_names()
     try:
         table = stage_seconds(args.benchmarks, rules)
     except InputDataError as error:

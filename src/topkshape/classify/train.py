@@ -74,6 +74,7 @@ class TrainSettings:
     epochs: int = 50
     batch_size: int = 32
     lr: float = 0.1
+    warmup_epochs: int = 0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     image_size: int = 224
@@ -91,6 +92,8 @@ class TrainSettings:
             raise ConfigError(f"variant must be one of {sorted(VARIANT_MODES)}, got {self.variant!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"train.warmup_epochs must be at least 0 and below train.epochs ({self.epochs}), got {self.warmup_epochs}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         low, high = (float(v) for v in self.crop_scale)  # a YAML list becomes a hashable pair
@@ -114,6 +117,22 @@ def build_classifier(settings: TrainSettings, num_classes: int) -> nn.Module:
         kwargs.update(input_size=settings.image_size, width=settings.width)
     fraction = settings.topk_fraction if mode else None
     return build_model(settings.arch, fraction=fraction, mode=mode or "topk", ties=settings.ties, **kwargs)
+
+
+def _warmed_step(optimizer: torch.optim.Optimizer, step: int, warmup_steps: int) -> None:
+    """One optimizer step, at ``(step + 1) / warmup_steps`` of the scheduled learning rate during
+    the linear warm-up. The schedule's own value is restored afterwards, so the cosine schedule
+    (a recursive formula over the groups' lr) and its checkpoints are those of a run without
+    warm-up, and ``warmup_steps == 0`` is exactly the plain step."""
+    if step >= warmup_steps:
+        optimizer.step()
+        return
+    scheduled = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, scheduled):
+        group["lr"] = lr * (step + 1) / warmup_steps
+    optimizer.step()
+    for group, lr in zip(optimizer.param_groups, scheduled):
+        group["lr"] = lr
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -268,7 +287,7 @@ def train_classifier(
                 logits = step_model(images)
                 loss = criterion(logits, labels)
             loss.backward()
-            optimizer.step()
+            _warmed_step(optimizer, epoch * len(loader) + step, settings.warmup_epochs * len(loader))
             loss_sum += loss.detach().double() * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += len(labels)

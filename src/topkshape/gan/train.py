@@ -285,6 +285,7 @@ def train_fastgan(
     recorder = _mask_recorder(generator, settings, mask_latents, mask_channels)
     if recorder is not None:
         recorder.masks = dict(state.get("masks", {})) if state is not None else {}
+        recorder.outputs = dict(state.get("mask_outputs", {})) if state is not None else {}
         if start == 0:
             recorder.record(0)
     generator.train()
@@ -353,6 +354,7 @@ def train_fastgan(
                     "losses": rows,
                     "window": window,
                     "masks": recorder.masks if recorder is not None else {},
+                    "mask_outputs": recorder.outputs if recorder is not None else {},
                     "scores": scores,
                 },
                 checkpoint_path,
@@ -433,7 +435,7 @@ def _mask_recorder(generator: nn.Module, settings: GanSettings, count: int, chan
     if count <= 0 or not layers:
         return None
     latents = torch.randn(count, settings.nz, generator=torch.Generator().manual_seed(settings.seed + 7919))
-    return MaskRecorder(generator, next(iter(layers)), latents, list(channels))
+    return MaskRecorder(generator, next(iter(layers)), latents, list(channels), keep_outputs=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,6 @@ from topkshape.atomic import atomic_directory, atomic_file
 from topkshape.download import download_file, unpack_archive
 from topkshape.errors import InputDataError
 from topkshape.models.zoo import STIMULUS_SIZE
-from topkshape.robustness.consistency import accuracy, against_humans, paired_correctness, resampled_measures
 from topkshape.shape_bias.atlas import AtlasEntry, load_entry
 from topkshape.shape_bias.evaluate import Stimuli, decode_stimulus, model_decisions, with_inference_topk
 from topkshape.shape_bias.tags import tag_setting
@@ -200,37 +199,3 @@ def write_entry_raw_decisions(entry: AtlasEntry, tags: Sequence[str], dataset: s
     with atomic_file(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     return frame
-
-
-def _conditions(frame: pd.DataFrame) -> list[str]:
-    return sorted(frame["condition"].astype(str).unique(), key=lambda c: (len(c), c))
-
-
-def analyse_against_humans(model: pd.DataFrame, humans: pd.DataFrame, *, samples: int = 1000, seed: int = 0,
-                           level: float = 0.95) -> pd.DataFrame:
-    """Per condition: the model's 16-class accuracy, the humans' mean accuracy, and the model's accuracy
-    difference, observed and error consistency, each the mean over the human observers, with percentile
-    intervals from resampling the images (the same draw for every observer and the model)."""
-    model = model.assign(condition=model["condition"].astype(str))
-    humans = humans.assign(condition=humans["condition"].astype(str))
-    subject = str(model["subj"].iloc[0])
-    observers = sorted(humans["subj"].unique())
-    frame = pd.concat([model, humans], ignore_index=True)
-    rows = []
-    for condition in _conditions(humans):
-        mine = model[model["condition"] == condition]
-        if mine.empty:
-            raise InputDataError(f"the model has no trials of condition {condition!r}")
-        point = against_humans(frame, subject, observers, condition)
-        pairs = [paired_correctness(mine, humans[(humans["condition"] == condition) & (humans["subj"] == h)]) for h in observers]
-        rng = np.random.default_rng(seed)
-        index = rng.integers(0, len(pairs[0][0]), size=(samples, len(pairs[0][0])))
-        per_human = [resampled_measures(right_model, right_human, index) for right_model, right_human in pairs]
-        draws = {key: np.nanquantile(np.mean([h[key] for h in per_human], axis=0), [(1 - level) / 2, (1 + level) / 2])
-                 for key in per_human[0]}
-        rows.append({"condition": condition, "trials": len(mine), "accuracy": accuracy(mine),
-                     "human_accuracy": float(np.mean([accuracy(humans[(humans["condition"] == condition) & (humans["subj"] == h)])
-                                                      for h in observers])),
-                     **{key: point[key] for key in draws},
-                     **{f"{key}_low": float(draws[key][0]) for key in draws}, **{f"{key}_high": float(draws[key][1]) for key in draws}})
-    return pd.DataFrame(rows)

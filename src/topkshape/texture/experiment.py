@@ -21,7 +21,7 @@ from torchvision.transforms import functional as TF
 
 from topkshape.atomic import atomic_file
 from topkshape.errors import InputDataError
-from topkshape.mask_recording import load_mask_inputs, load_masks
+from topkshape.mask_recording import load_mask_inputs, load_mask_outputs, load_masks
 from topkshape.texture.features import FeatureTaps, gatys_vgg19, imagenet_normalize
 from topkshape.texture.figures import save_mask_dynamics, save_panels
 from topkshape.texture.structure import edge_correlation, ssim
@@ -156,7 +156,8 @@ def run_texture_experiments(
 def render_mask_dynamics(masks_path: str | Path, paths: list[str | Path], title: str, *, time_unit: str = "epoch",
                          channel_labels: Sequence[int] | None = None) -> None:
     """Figure 8 from the masks a training run recorded beside its outputs, with the recorded input images as
-    the first column where ``masks.pt`` holds images (a classifier's; the GAN records latent codes, not shown)."""
+    the first column where ``masks.pt`` holds images (a classifier's), or the generated image above each time's masks
+    where it holds a generator's outputs (the GAN's inputs are latent codes, not shown)."""
     path = Path(masks_path)
     if not path.is_file():
         raise InputDataError(f"no recorded Top-K masks at {path} (train with texture.mask_dynamics.images > 0)")
@@ -167,4 +168,9 @@ def render_mask_dynamics(masks_path: str | Path, paths: list[str | Path], title:
         # The network's normalised inputs, each stretched to [0, 1] for display.
         low = inputs.amin(dim=(1, 2, 3), keepdim=True)
         inputs = (inputs - low) / (inputs.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
-    save_mask_dynamics(load_masks(path), paths, title=title, channel_labels=channel_labels, time_unit=time_unit, inputs=inputs)
+    outputs = load_mask_outputs(path)
+    if outputs is not None:
+        # A generator's images, meant to lie in [-1, 1] (FastGAN's small sizes are not squashed): clamped as saved samples are.
+        outputs = {time: (images.clamp(-1, 1) + 1) / 2 for time, images in outputs.items()}
+    save_mask_dynamics(load_masks(path), paths, title=title, channel_labels=channel_labels, time_unit=time_unit, inputs=inputs,
+                       outputs=outputs)

@@ -146,6 +146,8 @@ def mask_dynamics_figure(
     time_unit: str = "epoch",
     inputs: Tensor | None = None,
     input_label: str = "input",
+    outputs: dict[int, Tensor] | None = None,
+    output_label: str = "generated",
     max_times: int = 8,
 ) -> Figure:
     """Figure 8: Top-K masks (white = Top-K) of fixed images and channels over training.
@@ -154,25 +156,40 @@ def mask_dynamics_figure(
     (images, channels, H, W); rows are (image, channel) pairs, columns "<time_unit> <time>" for at
     most ``max_times`` times (:func:`shown_times`). ``channel_labels`` names the channels in the model
     (default: "#n", the n-th recorded channel). ``inputs`` (images, C, H, W) in [0, 1], when given, is a first
-    column titled ``input_label``: each image beside its masks. Text sizes come from rcParams, so
-    a caller's style (the report's ``use_paper_style``) applies.
+    column titled ``input_label``: each image beside its masks. ``outputs`` maps each time to the model's
+    outputs (images, C, H, W) in [0, 1] (a generator's images, whose inputs are latent codes): when it has
+    every shown time, each image's rows start with a row labelled ``output_label``, the image its masks
+    below are of at that time. Text sizes come from rcParams, so a caller's style (the report's
+    ``use_paper_style``) applies.
     """
     n_images, n_channels, labels = _check_masks(masks, channel_labels, inputs)
     times = shown_times(list(masks), max_times)
+    if outputs is not None and not all(time in outputs and len(outputs[time]) == n_images for time in times):
+        outputs = None  # a run resumed from a checkpoint without them: masks only
     first = 1 if inputs is not None else 0
-    nrows, ncols = n_images * n_channels, first + len(times)
+    per_image = n_channels + (1 if outputs is not None else 0)
+    nrows, ncols = n_images * per_image, first + len(times)
     fig = Figure(figsize=(0.6 * ncols + 0.9, 0.6 * nrows + (0.6 if title else 0.3)), layout="constrained")
     grid = fig.add_gridspec(nrows, ncols)
     for i in range(n_images):
         if inputs is not None:
-            ax = fig.add_subplot(grid[i * n_channels:(i + 1) * n_channels, 0])
+            ax = fig.add_subplot(grid[i * per_image:(i + 1) * per_image, 0])
             ax.imshow(_to_numpy_image(inputs[i]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             _bare(ax)
             ax.set_ylabel(f"image {i + 1}")
             if i == 0:
                 ax.set_title(input_label)
+        if outputs is not None:
+            for col, time in enumerate(times):
+                ax = fig.add_subplot(grid[i * per_image, first + col])
+                ax.imshow(_to_numpy_image(outputs[time][i]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+                _bare(ax)
+                if i == 0:
+                    ax.set_title(_time_label(time_unit, time))
+                if col == 0:
+                    ax.set_ylabel(f"image {i + 1}\n{output_label}", rotation=0, ha="right", va="center")
         for c in range(n_channels):
-            row = i * n_channels + c
+            row = i * per_image + c + (1 if outputs is not None else 0)
             for col, time in enumerate(times):
                 ax = fig.add_subplot(grid[row, first + col])
                 ax.imshow(masks[time][i, c].detach().to("cpu", torch.float32).numpy(), cmap="gray", vmin=0.0, vmax=1.0,
@@ -181,7 +198,8 @@ def mask_dynamics_figure(
                 if row == 0:
                     ax.set_title(_time_label(time_unit, time))
                 if col == 0:  # horizontal: two short lines fit a row, a rotated label runs into the next one
-                    ax.set_ylabel(f"channel {labels[c]}" if inputs is not None else f"image {i + 1}\nchannel {labels[c]}",
+                    named = inputs is not None or outputs is not None  # the image is named beside or above
+                    ax.set_ylabel(f"channel {labels[c]}" if named else f"image {i + 1}\nchannel {labels[c]}",
                                   rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
