@@ -53,7 +53,7 @@ def run(tmp_path):
 def test_times_come_from_the_experiments_job_records_and_the_venv(run):
     facts = run_facts(run, "exp")
     assert facts["workflow_s"] == 720.0  # first start T0+10 to last end T0+730; the other experiment ignored
-    assert facts["setup_s"] == 115.0
+    assert facts["setup_s"] == 115.0 and facts["total_s"] == 840.0  # venv created at T0-110, last job ended at T0+730
     assert facts["commits"] == ["aaaaaaa"]
     assert facts["finished"] == "2027-01-15 08:12 UTC"
     os.utime(run / ".venv" / ".installed", (T0 - 4000, T0 - 4000))  # installed long before: not this run's setup
@@ -62,8 +62,8 @@ def test_times_come_from_the_experiments_job_records_and_the_venv(run):
 
 def test_the_page_names_the_run_once_and_holds_the_times_and_tables(run):
     page = record_markdown(run, "exp", RULES)
-    assert page.count("commit `aaaaaaa`") == 1 and "Test CPU 9000 (cpu (2 threads))" in page
-    assert "`make all` took **13 min 55 s**: 1 min 55 s to create the venv and install, then 12 min 0 s" in page
+    assert page.count("commit `aaaaaaa`") == 1 and "commit `aaaaaaa`, Test CPU 9000, torch 2.14.1, python 3.11.9;" in page
+    assert "`make all` took **14 min 0 s** (the venv's creation to the last job's end): 1 min 55 s to create the venv and install, then 12 min 0 s" in page
     assert "Job-seconds: 200 in all; `gan_train` 110 s in 1 job (55%); `train` 90 s in 2 jobs (45%)" in page
     assert "| `train` | 2 | 90.0 | 50.0 | 45.0% |" in page
     assert "#### Table 1" in page  # the table's own heading sits below the page's
@@ -78,9 +78,9 @@ def test_readme_block_is_replaced_and_checked(run, tmp_path, capsys, monkeypatch
     assert main(["--root", str(run), "--experiment", "exp", "--out", str(out), "--readme", str(readme), "--check"]) == 1  # no page yet
     assert main(["--root", str(run), "--experiment", "exp", "--out", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old numbers" not in text and "13 min 55 s" in text
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old numbers" not in text and "14 min 0 s" in text
     assert main(["--root", str(run), "--experiment", "exp", "--out", str(out), "--readme", str(readme), "--check"]) == 0
-    readme.write_text(text.replace("13 min 55 s", "11 min 0 s"))
+    readme.write_text(text.replace("14 min 0 s", "11 min 0 s"))
     assert main(["--root", str(run), "--experiment", "exp", "--out", str(out), "--readme", str(readme), "--check"]) == 1
     assert "differs" in capsys.readouterr().err
 

@@ -106,6 +106,7 @@ def run_facts(root: str | Path, experiment: str) -> dict[str, Any]:
         stamp = installed.stat().st_mtime
         if 0 <= start - stamp <= SETUP_GAP_S:
             facts["setup_s"] = stamp - created.stat().st_mtime
+            facts["total_s"] = end - created.stat().st_mtime  # with Snakemake's start-up between the two
     return facts
 
 
@@ -132,14 +133,16 @@ def summary_markdown(facts: dict[str, Any], stages: pd.DataFrame) -> str:
     commits = ", ".join(f"`{c}`" for c in facts["commits"]) or "unknown"
     machine = env.get("cpu", "unknown CPU")
     device = env.get("device", "")
+    if device and not device.startswith("cpu"):
+        machine += f", GPU {device}"
     software = ", ".join(f"{name} {env[name]}" for name in ("torch", "python") if name in env)
     lines = [SUMMARY_BEGIN,
-             f"One run of the `{facts['experiment']}` DAG from nothing: commit {commits}, {machine} ({device}), {software}; "
+             f"One run of the `{facts['experiment']}` DAG from nothing: commit {commits}, {machine}, {software}; "
              f"finished {facts['finished']}."]
     if facts["setup_s"] is not None:
-        total = facts["setup_s"] + facts["workflow_s"]
-        lines.append(f"`make all` took **{minutes(total)}**: {minutes(facts['setup_s'])} to create the venv and install, then "
-                     f"{minutes(facts['workflow_s'])} for the workflow (first job's start to last job's end).")
+        lines.append(f"`make all` took **{minutes(facts['total_s'])}** (the venv's creation to the last job's end): "
+                     f"{minutes(facts['setup_s'])} to create the venv and install, then {minutes(facts['workflow_s'])} "
+                     "from the first job's start to the last job's end.")
     else:
         lines.append(f"The workflow took **{minutes(facts['workflow_s'])}** (first job's start to last job's end).")
     top = stages.head(4)
@@ -156,7 +159,9 @@ def record_markdown(root: str | Path, experiment: str, rules: list[str]) -> str:
     results = root / "results" / experiment
     facts = run_facts(root, experiment)
     stages = stage_seconds(results / "benchmarks", rules)
-    parts = [summary_markdown(facts, stages), "", "| rule | jobs | job-seconds | longest job (s) | share |", "|---|---|---|---|---|"]
+    # Snippet section markers: other docs pages include the summary alone ("generated/default-run.md:summary").
+    parts = ["<!-- --8<-- [start:summary] -->", summary_markdown(facts, stages).rstrip(), "<!-- --8<-- [end:summary] -->",
+             "", "| rule | jobs | job-seconds | longest job (s) | share |", "|---|---|---|---|---|"]
     parts += [f"| `{rule}` | {int(row.jobs)} | {row.job_seconds:.1f} | {row.longest:.1f} | {row.share:.1%} |" for rule, row in stages.iterrows()]
     for name, title in TABLES:
         path = results / "tables" / name
