@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all test setup bench mutation pull clean-results paper-smoke
+.PHONY: all test test-fast setup bench mutation pull clean-results paper-smoke
 
 all: $(STAMP)
 	$(BIN)/snakemake all --cores 2
@@ -19,6 +19,11 @@ paper-smoke: $(STAMP)
 
 test: $(STAMP)
 	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
+
+# The suite without the tests marked `slow` (workflow and DVC runs, training, SLURM, the paper smoke
+# run, the docs build): a few minutes on 2 cores, for while you work. CI runs `make test`, all of it.
+test-fast: $(STAMP)
+	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 setup: $(STAMP)
 

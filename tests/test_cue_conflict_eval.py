@@ -140,6 +140,7 @@ def _decisions_in(out: Path) -> dict[str, str]:
     return dict(zip(rows["imagename"], rows["object_response"]))
 
 
+@pytest.mark.slow
 def test_sweep_job_runs_topk_at_alexnets_paper_positions_with_each_settings_fraction_and_mode(stimuli_dir, tmp_path):
     from topkshape.shape_bias.run import run_cue_conflict_sweep
 
@@ -163,6 +164,7 @@ def test_sweep_job_runs_topk_at_alexnets_paper_positions_with_each_settings_frac
     assert [_raw(out)["subj"].iloc[0] for out in outs] == [f"alexnet-{t}" for t in tags]
 
 
+@pytest.mark.slow
 def test_one_sweep_per_model_writes_the_same_csvs_as_one_evaluation_per_setting(stimuli_dir, tmp_path):
     from topkshape.models import build_model
     from topkshape.shape_bias.evaluate import evaluate_cue_conflict
@@ -238,6 +240,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "topkshape.shape_bias.evaluate", *args], check=False, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_command_line_evaluates_a_state_dict_file_with_topk_and_writes_raw_rows(stimuli_dir, tmp_path):
     from topkshape.shape_bias.evaluate import evaluate_cue_conflict, with_inference_topk
 
@@ -257,6 +260,7 @@ def test_command_line_evaluates_a_state_dict_file_with_topk_and_writes_raw_rows(
     assert rows["object_response"].tolist() == expected["object_response"].tolist()
 
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line(tmp_path, stimuli_dir):
     missing = _cli("--arch", "alexnet", "--weights", str(tmp_path / "none.pt"), "--images", str(stimuli_dir), "--out", str(tmp_path / "o.csv"))
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [f"topkshape: weights file not found: {tmp_path / 'none.pt'}"]

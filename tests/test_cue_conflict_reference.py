@@ -131,6 +131,7 @@ def alexnet_file(tmp_path_factory):
     return model, path
 
 
+@pytest.mark.slow
 def test_stimuli_reach_the_model_unresized_bit_for_bit_on_all_1280():
     from topkshape.shape_bias.evaluate import load_stimuli, normalize
 
@@ -157,6 +158,7 @@ def _subset(tmp_path: Path) -> tuple[Path, list[Path]]:
     return root, chosen
 
 
+@pytest.mark.slow
 def test_decisions_equal_the_reference_plain_and_at_k10_exact(alexnet_file, tmp_path, capsys):
     from topkshape.shape_bias.evaluate import main
 

@@ -57,6 +57,7 @@ def _links(markdown: str) -> list[str]:
     return re.findall(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text)
 
 
+@pytest.mark.slow
 @needs_doc_tools
 def test_the_site_builds_strictly(tmp_path):
     """`mkdocs build --strict`: a warning (a broken link or anchor, an API page that does not render) fails."""

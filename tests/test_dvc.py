@@ -87,6 +87,32 @@ def built(tmp_path_factory):
     return {"base": base, "work": work, "first": first}
 
 
+def _copy(work: Path, dest: Path) -> Path:
+    """A copy of the built clone (git history, DVC cache, outputs with their times, Snakemake's records)
+    for a test that changes it: `built` stays as `dvc repro` left it, whatever order the tests run in.
+    DVC's per-process files (.dvc/tmp: locks, its state database) are left behind; the copy makes its own."""
+
+    def process_files(folder, names):
+        return ["tmp"] if Path(folder) == work / ".dvc" else []
+
+    shutil.copytree(work, dest, symlinks=True, ignore=process_files)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def pushed(built):
+    """A copy of the built clone whose results are pushed to a local remote (`dvc push`) and committed with
+    the remote's address: what a colleague clones."""
+    base = built["base"]
+    work = _copy(built["work"], base / "pushed")
+    remote = base / "remote"
+    _run([DVC, "remote", "add", "-d", "store", str(remote)], work)
+    _run([DVC, "push"], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", *GIT_USER, "commit", "-q", "-m", "results"], work)
+    return {"work": work, "remote": remote}
+
+
 def test_dvc_repro_in_a_fresh_clone_builds_both_tables_and_a_second_repro_does_nothing(built):
     work = built["work"]
     tables = work / "results" / "default" / "tables"
@@ -101,16 +127,10 @@ def test_dvc_repro_in_a_fresh_clone_builds_both_tables_and_a_second_repro_does_n
     assert _planned(work, "all") == {}
 
 
-def test_shared_results_are_pulled_into_a_colleagues_clone_and_nothing_is_recomputed(built):
-    base, work = built["base"], built["work"]
-    remote = base / "remote"
-    _run([DVC, "remote", "add", "-d", "store", str(remote)], work)
-    _run([DVC, "push"], work)
-    _run(["git", "add", "-A"], work)
-    _run(["git", *GIT_USER, "commit", "-q", "-m", "results"], work)
-
-    colleague = base / "colleague"
-    _run(["git", "clone", "-q", str(work), str(colleague)], base)
+def test_shared_results_are_pulled_into_a_colleagues_clone_and_nothing_is_recomputed(pushed, tmp_path):
+    assert any(path.is_file() for path in pushed["remote"].rglob("*"))
+    colleague = tmp_path / "colleague"
+    _run(["git", "clone", "-q", str(pushed["work"]), str(colleague)], tmp_path)
     assert not list(colleague.glob("results/default/train/**/model.pt")) and not (colleague / "data").exists()
     # A bare `dvc pull` fetches the default's results, and exits 1 for the experiments nobody ran
     # (paper, paper-smoke: no hashes in dvc.lock); `make pull` pulls the recorded stages only.
@@ -134,12 +154,9 @@ def test_shared_results_are_pulled_into_a_colleagues_clone_and_nothing_is_recomp
     assert _planned(colleague, "all") == {"shape_bias_report": 1, "atlas_report": 1, "shape_bias_vs_robustness": 1}
 
 
-def test_partial_pull_of_only_the_models_names_the_missing_dvc_targets_in_one_line(built):
-    base, work = built["base"], built["work"]
-    if not (base / "remote").exists():
-        pytest.skip("needs the push of test_shared_results_are_pulled_into_a_colleagues_clone")
-    partial = base / "partial"
-    _run(["git", "clone", "-q", str(work), str(partial)], base)
+def test_partial_pull_of_only_the_models_names_the_missing_dvc_targets_in_one_line(pushed, tmp_path):
+    partial = tmp_path / "partial"
+    _run(["git", "clone", "-q", str(pushed["work"]), str(partial)], tmp_path)
     _run([DVC, "pull", "results/default/train"], partial)
     _run([sys.executable, "-m", "topkshape.sharing"], partial, check=False)
     result = _run([SNAKEMAKE, "-n", "table1", "--cores", "1"], partial, check=False)
@@ -154,8 +171,8 @@ def test_partial_pull_of_only_the_models_names_the_missing_dvc_targets_in_one_li
     assert set(_planned(partial, "table1")) <= {"table1"}  # no dataset rebuilt, no model retrained
 
 
-def test_after_editing_train_epochs_dvc_repro_retrains_and_table1_changes(built):
-    work = built["work"]
+def test_after_editing_train_epochs_dvc_repro_retrains_and_table1_changes(built, tmp_path):
+    work = _copy(built["work"], tmp_path / "work")
     table1 = work / "results" / "default" / "tables" / "table1.json"
     before = table1.read_text()
     generators = sorted((work / "results" / "default" / "gan").rglob("generator_ema.pt"))
@@ -219,10 +236,10 @@ def test_dvc_plots_show_draws_the_training_curves_and_shape_bias_against_k(built
     assert len(list((work / "dvc_plots" / "static").glob("*.png"))) == 3
 
 
-def test_dvc_experiment_with_another_topk_fraction_is_shown_beside_the_commit(built):
+def test_dvc_experiment_with_another_topk_fraction_is_shown_beside_the_commit(built, tmp_path):
     """`dvc exp run -S config.yaml:train.topk_fraction=0.1` (the params file is config.yaml, not DVC's
     default params.yaml) retrains through the same stages; `dvc exp show` compares it with the commit."""
-    work = built["work"]
+    work = _copy(built["work"], tmp_path / "work")
     env = {**ENV, **GIT_IDENTITY}
     _run(["git", "add", "-A"], work)
     _run(["git", *GIT_USER, "commit", "-q", "--allow-empty", "-m", "before the experiment"], work)

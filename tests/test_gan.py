@@ -216,6 +216,7 @@ def killed_run(few_shot_images, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_weights_and_losses(few_shot_images, topk_run, killed_run, tmp_path):
     out = tmp_path / "killed"
     shutil.copytree(killed_run, out)
@@ -326,6 +327,7 @@ def _png_pixels(folder: Path) -> torch.Tensor:
     return torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in sorted(folder.glob("*.png"))])
 
 
+@pytest.mark.slow
 def test_fid_with_local_inception_weights_is_zero_for_a_folder_against_itself_and_positive_against_real_images(
         few_shot_images, topk_run, tmp_path, monkeypatch):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

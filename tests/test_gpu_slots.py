@@ -184,6 +184,7 @@ def test_a_malformed_gpu_count_is_a_config_error(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_importing_torch_and_the_library_leaves_cuda_uninitialised_until_the_slot_is_set(tmp_path):
     # Workflow scripts import torch at the top, before rule_logging: CUDA must still be untouched
     # (torch initialises it lazily), or CUDA_VISIBLE_DEVICES would come too late.
@@ -229,6 +230,7 @@ with rule_logging(sm.log[0], "gpu_job", gpus=sm.resources.get("gpu", 0)):
 """
 
 
+@pytest.mark.slow
 def test_snakemake_resources_gpu_2_runs_two_gpu_jobs_on_distinct_devices(tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     (tmp_path / "job.py").write_text(SCRIPT)

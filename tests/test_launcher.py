@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from workflow_support import copy_workflow
 
 
@@ -20,6 +21,7 @@ def test_missing_configfile_is_one_line_without_traceback(tmp_path):
     assert result.stderr.strip() == "topkshape: --configfile missing.yaml: config file not found"
 
 
+@pytest.mark.slow
 def test_dotted_config_override_reaches_the_workflow_as_a_nested_value(tmp_path):
     work = copy_workflow(tmp_path / "w")
     bad = _launch(work, "-n", "all", "--cores", "1", "--config", "train.epochs=0")

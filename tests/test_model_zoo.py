@@ -265,6 +265,7 @@ def test_list_positions_prints_every_module_with_its_output_and_topk_kind(capsys
 # --- the paper's placement on the paper's stimuli -------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_shared(STIMULI, "the paper's 1,280 cue-conflict stimuli")
 @pytest.mark.parametrize("arch,builder,per_class", [("alexnet", topk_alexnet, 16), ("vgg16", topk_vgg16, 1)])
 def test_placement_paper_decides_as_the_built_in_paper_models_on_the_cue_conflict_stimuli(arch, builder, per_class, tmp_path):

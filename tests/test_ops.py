@@ -378,6 +378,7 @@ def test_exact_gradients_pass_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda t: spatial_topk_mean_replace(t, 0.3, ties="exact"), (x,), eps=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ties", TIES)
 def test_works_under_torch_compile_on_cpu(ties):
     torch._dynamo.reset()

@@ -62,6 +62,7 @@ def test_the_paper_config_downloads_five_pretrained_files_each_pinned_by_its_nam
     assert workflow_weight_files(validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))) == {}
 
 
+@pytest.mark.slow
 def test_snakemake_n_stops_in_one_line_on_the_shipped_paper_config_and_plans_once_pinned(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     (tmp_path / "imagenet" / "train").mkdir(parents=True)
@@ -86,6 +87,7 @@ def test_snakemake_n_stops_in_one_line_on_the_shipped_paper_config_and_plans_onc
     assert re.search(r"^pretrained_weights\s+5$", plan.stdout, re.MULTILINE), plan.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_snakemake_n_stops_on_a_misspelled_set_resources_rule_and_an_empty_partition(tmp_path):
     work = copy_workflow(tmp_path / "wf")
     typo = snakemake(work, "all", "-n", "--cores", "2", "--set-resources", "trian:runtime=300")
@@ -96,6 +98,7 @@ def test_snakemake_n_stops_on_a_misspelled_set_resources_rule_and_an_empty_parti
     assert empty.returncode == 1 and "slurm_partition is empty" in (empty.stdout + empty.stderr).strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_every_rule_the_shipped_slurm_profile_sizes_exists_and_its_gan_sizes_follow_the_paper_config(tmp_path):
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     work = copy_workflow(tmp_path / "wf")

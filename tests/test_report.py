@@ -75,12 +75,14 @@ def _report_text(archive: zipfile.ZipFile) -> str:
     )
 
 
+@pytest.mark.slow
 def test_report_zip_holds_every_figure_and_table_of_the_run(report_zip):
     _, archive = report_zip
     basenames = {Path(name).name for name in archive.namelist()}
     assert set(EXPECTED_ITEMS) <= basenames, sorted(basenames)
 
 
+@pytest.mark.slow
 def test_report_data_carries_each_caption_and_category(report_zip):
     """The captions are rendered into the report's data, filled in from the config."""
     workdir, archive = report_zip
@@ -99,6 +101,7 @@ def test_report_data_carries_each_caption_and_category(report_zip):
     assert re.search(rf"\({epochs} epochs", data), "the training-curves caption shows the configured epochs"
 
 
+@pytest.mark.slow
 def test_report_includes_workflow_description_config_and_runtime_statistics(report_zip):
     _, archive = report_zip
     data = _report_text(archive)
@@ -109,6 +112,7 @@ def test_report_includes_workflow_description_config_and_runtime_statistics(repo
     assert re.search(r'"rule": "train", "runtime": [0-9.]+', data), "per-job runtime statistics"
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(report_zip):
     """No file the report shows is loaded from outside the archive (it opens offline)."""
     _, archive = report_zip
@@ -119,6 +123,7 @@ def test_report_is_self_contained(report_zip):
     assert not re.search(r"""<link[^>]+href=["']https?://""", page)
 
 
+@pytest.mark.slow
 def test_lint_reports_nothing(tmp_path):
     """`snakemake --lint` passes; each remaining exception is named and justified here."""
     workdir = _workflow_with_report(tmp_path)
@@ -145,6 +150,7 @@ def _lint_titles(text: str) -> list[str]:
     return re.findall(r"^\s+\* (.+?):?$", text, flags=re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_single_file_report_embeds_every_figure(report_zip):
     """`--report report.html` carries its figures inside the page (data URIs), for offline reading."""
     workdir, _ = report_zip

@@ -35,6 +35,7 @@ def _points(shape, robust, subset="S1"):
                          "shape": shape, "mean_corruption_acc": robust})
 
 
+@pytest.mark.slow  # ~9 s on 2 idle cores: two bootstrap and permutation analyses of 300 samples
 def test_a_direction_is_named_only_where_the_interval_excludes_zero_and_the_permutation_test_agrees():
     x = np.arange(10.0)
     table = correlations(pd.concat([_points(x, x), _points(x, -x, "S2")]), samples=300).set_index("subset")

@@ -57,6 +57,7 @@ def work(tmp_path_factory) -> Path:
 # --- 1. a target after --resources ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_snakemake_itself_reads_a_target_after_resources_as_a_resource(work):
     """The cause: `--resources` takes every word after it, and fails on `all` in its argument parsing."""
     run = snakemake(work, "--cores", "1", "--resources", "gpu=2", "environment", "-n")
@@ -79,6 +80,7 @@ def test_an_assignment_option_without_a_name_value_word_is_one_line():
         snakemake_args(["--configfile", "config.yaml", "all"])
 
 
+@pytest.mark.slow
 def test_the_mission_command_through_the_launcher_plans(work):
     run = _launch(work, "--cores", "8", "--resources", "gpu=2", "environment", "-n")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -98,6 +100,7 @@ def test_imagenet_root_with_the_synthetic_default_stops_naming_the_paper_config(
     validate_config({**PAPER, "imagenet_root": str(tmp_path)}, check_paths=False)  # the paper config takes it
 
 
+@pytest.mark.slow
 def test_snakemake_with_imagenet_root_but_no_paper_config_stops_in_one_line(work, tmp_path):
     run = snakemake(work, "environment", "-n", "--cores", "1", "--config", f"imagenet_root={tmp_path}")
     assert run.returncode == 1 and "Traceback" not in run.stderr
@@ -114,6 +117,7 @@ def test_a_config_of_overrides_only_says_how_to_layer_it():
     assert _error({"train": {"epochs": 3}}) == OVERRIDES_ALONE
 
 
+@pytest.mark.slow
 def test_an_overrides_file_alone_is_layered_over_the_default_and_says_so(work):
     (work / "my.yaml").write_text("train: {epochs: 3}\n")
     run = snakemake(work, "table1", "-n", "--cores", "1", "--configfile", "my.yaml", "-p")

@@ -1,0 +1,199 @@
+"""The sharing helpers on their own, on hand-made trees: which DVC-tracked paths a partial pull lacks,
+the times given back to recorded outputs and to unmodified tracked files, and the command line.
+(tests/test_dvc.py runs them through real `dvc pull`s; tests/test_sharing_sync.py the metadata snapshots.)"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from topkshape.sharing import METADATA, SNAPSHOT, main, missing_pulls, missing_pulls_message, restore_commit_mtimes, restore_mtimes
+
+# A dvc.yaml shaped like the project's: persistent datasets and models, a table made again each time
+# (not persistent), and the stage that versions Snakemake's job records.
+DVC_YAML = {
+    "stages": {
+        "train": {"foreach": ["default"], "do": {"cmd": "x", "outs": [
+            {"data/default/S1": {"persist": True}}, {"data/default/S1-stylized": {"persist": True}},
+            {"results/default/train": {"persist": True}}]}},
+        "gan": {"cmd": "x", "outs": [{"results/default/gan": {"persist": True}}]},
+        "table1": {"cmd": "x", "outs": ["results/default/tables/table1.md"]},
+        "figures": {"cmd": "x", "outs": [{".snakemake/metadata": {"persist": True}},
+                                         {f"results/default/{SNAPSHOT}": {"persist": True}}]},
+    }
+}
+DVC_LOCK = {
+    "schema": "2.0",
+    "stages": {
+        "train@default": {"outs": [{"path": "data/default/S1"}, {"path": "data/default/S1-stylized"},
+                                   {"path": "results/default/train"}]},
+        # Trained on the stylized images only: a dependency inside another stage's output folder.
+        "gan": {"deps": [{"path": "data/default/S1-stylized/train"}], "outs": [{"path": "results/default/gan"}]},
+        "table1": {"deps": [{"path": "results/default/train"}], "outs": [{"path": "results/default/tables/table1.md"}]},
+        "figures": {"outs": [{"path": ".snakemake/metadata"}, {"path": f"results/default/{SNAPSHOT}"}]},
+    },
+}
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(DVC_LOCK))
+    return tmp_path
+
+
+def _present(root, *paths):
+    for path in paths:
+        (root / path).mkdir(parents=True)
+
+
+@pytest.fixture(autouse=True)
+def no_git_above(tmp_path, monkeypatch):
+    """The temporary folders are no git checkout, whatever lies above them."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+
+
+def test_nothing_is_missing_without_a_lock_or_before_anything_was_pulled(project, tmp_path):
+    assert missing_pulls(tmp_path / "elsewhere") == []
+    assert missing_pulls(project) == []
+
+
+def test_pulled_models_without_their_datasets_name_the_datasets_and_the_job_records(project):
+    _present(project, "results/default/train")
+    assert missing_pulls(project) == [".snakemake/metadata", "data/default/S1", "data/default/S1-stylized",
+                                      f"results/default/{SNAPSHOT}"]
+
+
+def test_a_stage_lacks_the_output_folder_its_dependency_lies_in_but_not_a_folder_sharing_its_prefix(project):
+    _present(project, "results/default/gan", ".snakemake/metadata", f"results/default/{SNAPSHOT}")
+    assert missing_pulls(project) == ["data/default/S1-stylized"]  # not data/default/S1, not results/default/train
+
+
+def test_the_job_records_or_a_table_alone_need_nothing_else(project):
+    _present(project, ".snakemake/metadata", f"results/default/{SNAPSHOT}", "results/default/tables/table1.md")
+    assert missing_pulls(project) == []
+
+
+def test_everything_pulled_lacks_nothing(project):
+    _present(project, "data/default/S1", "data/default/S1-stylized", "results/default/train", "results/default/gan",
+             ".snakemake/metadata", f"results/default/{SNAPSHOT}")
+    assert missing_pulls(project) == []
+
+
+def test_the_message_names_the_paths_and_the_pull_that_fetches_them():
+    message = missing_pulls_message(["data/default/S1", "results/default/snakemake-metadata"])
+    assert message.startswith("DVC-tracked data/default/S1, results/default/snakemake-metadata missing while")
+    assert "run `dvc pull data/default/S1 results/default/snakemake-metadata`" in message
+    assert "TOPKSHAPE_REBUILD_MISSING=1" in message
+
+
+def _record(root, relative: str, record) -> object:
+    folder = root / METADATA
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    path.write_text(record if isinstance(record, str) else json.dumps(record))
+    return path
+
+
+def test_recorded_outputs_get_their_jobs_end_times_and_the_rest_is_left_alone(tmp_path):
+    model = tmp_path / "results" / "exp" / "model.pt"
+    folder = tmp_path / "data" / "exp" / "S1"
+    for made in (folder, model.parent):
+        made.mkdir(parents=True)
+    stamp = folder / ".snakemake_timestamp"
+    stamp.write_text("")
+    model.write_text("m")
+    no_end, bad = tmp_path / "results" / "exp" / "no_end.csv", tmp_path / "results" / "exp" / "bad.csv"
+    for path in (no_end, bad):
+        path.write_text("x")
+        os.utime(path, (5.0, 5.0))
+    _record(tmp_path, "results/exp/model.pt", {"endtime": 1_500_000_000.5})
+    _record(tmp_path, "data/exp/S1", {"endtime": 1_400_000_000})
+    _record(tmp_path, "results/exp/absent.csv", {"endtime": 1_300_000_000})  # output not pulled: skipped
+    _record(tmp_path, "results/exp/no_end.csv", {"params": []})
+    _record(tmp_path, "results/exp/bad.csv", "{not json")
+    assert restore_mtimes(tmp_path) == 2
+    assert model.stat().st_mtime == 1_500_000_000.5
+    assert folder.stat().st_mtime == stamp.stat().st_mtime == 1_400_000_000
+    assert no_end.stat().st_mtime == bad.stat().st_mtime == 5.0
+    assert not (tmp_path / "results" / "exp" / "absent.csv").exists()
+
+
+def test_only_the_given_records_are_restored_and_no_metadata_restores_nothing(tmp_path):
+    assert restore_mtimes(tmp_path) == 0
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    for path in (first, second):
+        path.write_text("x")
+        os.utime(path, (7.0, 7.0))
+    record = _record(tmp_path, "a.txt", {"endtime": 1_000_000_000})
+    _record(tmp_path, "b.txt", {"endtime": 1_000_000_000})
+    assert restore_mtimes(tmp_path, only=[record]) == 1
+    assert first.stat().st_mtime == 1_000_000_000 and second.stat().st_mtime == 7.0
+
+
+def _git(root, *args, when: int | None = None):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org"}
+    if when is not None:
+        env.update(GIT_AUTHOR_DATE=f"@{when} +0000", GIT_COMMITTER_DATE=f"@{when} +0000")
+    subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, timeout=60)
+
+
+def test_unmodified_tracked_files_get_the_time_of_the_commit_that_last_changed_them(tmp_path):
+    _git(tmp_path, "init", "-q")
+    for name in ("a.py", "b.py", "edited.py"):
+        (tmp_path / name).write_text("1")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "one", when=1_000_000_000)
+    (tmp_path / "b.py").write_text("2")
+    _git(tmp_path, "commit", "-q", "-am", "two", when=1_100_000_000)
+    (tmp_path / "edited.py").write_text("not committed")
+    (tmp_path / "untracked.py").write_text("u")
+    for name in ("edited.py", "untracked.py"):
+        os.utime(tmp_path / name, (3.0, 3.0))
+    assert restore_commit_mtimes(tmp_path) == 2
+    assert (tmp_path / "a.py").stat().st_mtime == 1_000_000_000
+    assert (tmp_path / "b.py").stat().st_mtime == 1_100_000_000
+    assert (tmp_path / "edited.py").stat().st_mtime == (tmp_path / "untracked.py").stat().st_mtime == 3.0
+
+
+def test_outside_a_git_checkout_no_tracked_file_is_touched(tmp_path):
+    assert restore_commit_mtimes(tmp_path) == 0
+
+
+def test_command_restores_the_pulled_records_and_says_how_many(tmp_path, monkeypatch, capsys):
+    table = tmp_path / "results" / "exp" / "table1.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("t")
+    _record(tmp_path, "results/exp/table1.csv", {"endtime": 1_200_000_000})
+    monkeypatch.setattr(sys, "argv", ["sharing", str(tmp_path)])
+    assert main() == 0
+    assert table.stat().st_mtime == 1_200_000_000
+    assert f"restored the modification times of 1 outputs from {tmp_path / METADATA} and of 0 tracked files" in capsys.readouterr().out
+
+
+def test_command_without_metadata_or_a_lock_says_what_to_pull_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["sharing", str(tmp_path)])
+    assert main() == 1
+    assert "pull it with `dvc pull` first" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["sharing", "--pull"])
+    assert main() == 1
+    assert "no stage in dvc.lock: nothing to pull" in capsys.readouterr().err
+
+
+def test_command_exports_one_experiments_records(tmp_path, monkeypatch, capsys):
+    _record(tmp_path, "results/exp/table1.csv", {"endtime": 1})
+    _record(tmp_path, "data/exp/S1", {"endtime": 1})
+    _record(tmp_path, "results/other/table1.csv", {"endtime": 1})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["sharing", "--export", "exp"])
+    assert main() == 0
+    assert capsys.readouterr().out.strip() == f"topkshape: 2 Snakemake records of exp copied to results/exp/{SNAPSHOT}"
+    assert len(list((tmp_path / "results" / "exp" / SNAPSHOT).iterdir())) == 2
