@@ -436,3 +436,15 @@ def test_generator_topk_masks_are_recorded_at_each_checkpoint(tmp_path):
     assert sorted(masks) == [0, 2, 4]
     assert masks[4].shape[:2] == (2, 2) and masks[4].shape[2:] == (32, 32)
     assert (masks[4].sum(dim=(2, 3)) <= 51 + 2).all()  # 5% of 32x32, ties aside
+    # Figure 8 shows, above each time's masks, the image the generator made from the same latent at that time.
+    from topkshape.gan.train import load_generator
+    from topkshape.mask_recording import load_mask_outputs
+
+    outputs = load_mask_outputs(tmp_path / "run" / "masks.pt")
+    assert sorted(outputs) == [0, 2, 4] and all(o.dtype == torch.uint8 and o.shape == (2, 3, 64, 64) for o in outputs.values())
+    initial = load_generator(tmp_path / "run" / "generator_init.pt").eval()
+    latents = torch.randn(2, settings.nz, generator=torch.Generator().manual_seed(settings.seed + 7919))
+    with torch.no_grad():
+        expected = ((initial(latents)[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    assert torch.equal(outputs[0], expected)  # step 0: the initial generator's images of the recorded latents
+    assert not torch.equal(outputs[0], outputs[4])

@@ -414,15 +414,18 @@ def test_a_generators_images_are_kept_at_each_recording_and_drawn_above_its_mask
             y = self.net(x)
             return [y, y[:, :, ::2, ::2]]
 
+    def as_pixels(images):  # what the recorder keeps: the caller's function of the first output
+        return (images * 40 + 128).clamp(0, 255).to(torch.uint8)
+
     model = TwoSizes()
     inputs = torch.stack([_noise(3)[0], _noise(4)[0]])
-    recorder = MaskRecorder(model, "net.2", inputs, channels=[0], keep_outputs=True)
+    recorder = MaskRecorder(model, "net.2", inputs, channels=[0], keep_outputs=as_pixels)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for step in (0, 10):
         recorder.record(step)
         model.eval()
         with torch.no_grad():
-            expected = model(inputs)[0]
+            expected = as_pixels(model(inputs)[0])
         model.train()
         assert torch.equal(recorder.outputs[step], expected)  # the full-size image of that moment, not the small one
         optimizer.zero_grad()
@@ -435,13 +438,26 @@ def test_a_generators_images_are_kept_at_each_recording_and_drawn_above_its_mask
     with mock.patch.object(experiment, "save_mask_dynamics") as save:
         experiment.render_mask_dynamics(tmp_path / "masks.pt", [tmp_path / "f.png"], title="t", time_unit="iteration")
     drawn = save.call_args.kwargs["outputs"]
-    for step in (0, 10):  # [-1, 1] to [0, 1], beyond it clamped
-        assert torch.equal(drawn[step], (saved[step].clamp(-1, 1) + 1) / 2)
+    for step in (0, 10):  # uint8 pixels shown in [0, 1]
+        assert torch.equal(drawn[step], saved[step].float() / 255)
     # A recorder without keep_outputs writes none, and a file without them loads as None.
     plain = MaskRecorder(_topk_model(), "2", inputs, channels=[0])
     plain.record(0)
     plain.save(tmp_path / "plain.pt")
     assert load_mask_outputs(tmp_path / "plain.pt") is None and plain.outputs == {}
+
+
+def test_the_gans_figure_8_keeps_small_uint8_images_as_its_samples_are_saved():
+    from topkshape.gan.train import figure_thumbnail
+
+    big = torch.full((2, 3, 256, 256), 0.5)
+    big[1] = -2.0  # beyond [-1, 1]: clamped
+    small = figure_thumbnail(big)
+    assert small.dtype == torch.uint8 and small.shape == (2, 3, 64, 64)
+    assert torch.all(small[0] == 191) and torch.all(small[1] == 0)  # (0.5 + 1) * 127.5 = 191.25; -1 -> 0
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(3, 64, 64)[None]  # 128 px, 2 px squares
+    assert torch.all(figure_thumbnail(checker) == 128)  # area averaging to 64 px: 0 -> 127.5, rounded to even
+    assert figure_thumbnail(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)  # small images stay as they are
 
 
 def test_mask_recorder_rejects_a_layer_that_is_not_topk():

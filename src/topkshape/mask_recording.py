@@ -7,7 +7,7 @@ figure code (``texture``), so that no package imports one above it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ class MaskRecorder:
     """
 
     def __init__(self, model: nn.Module, layer_name: str, images: Tensor, channels: Sequence[int], *,
-                 keep_outputs: bool = False) -> None:
+                 keep_outputs: Callable[[Tensor], Tensor] | None = None) -> None:
         try:
             layer = model.get_submodule(layer_name)
         except AttributeError as error:
@@ -42,7 +42,8 @@ class MaskRecorder:
         self.images = images.detach()
         self.channels = list(channels)
         self.masks: dict[int, Tensor] = {}
-        # A generator's inputs are latent codes: what its masks are of is its output at each step.
+        # A generator's inputs are latent codes: what its masks are of is its output at each step, kept
+        # as keep_outputs makes it (a small uint8 image: a long run records a hundred times and more).
         self.keep_outputs = keep_outputs
         self.outputs: dict[int, Tensor] = {}
 
@@ -65,14 +66,14 @@ class MaskRecorder:
             self.layer.last_mask = None  # holds a full-batch mask; free it
             self.model.train(was_training)
         self.masks[step] = mask
-        if self.keep_outputs:
+        if self.keep_outputs is not None:
             # The first output is the image (FastGAN's generator returns [full size, small size]).
-            self.outputs[step] = (output[0] if isinstance(output, (list, tuple)) else output).detach().float().cpu()
+            self.outputs[step] = self.keep_outputs((output[0] if isinstance(output, (list, tuple)) else output).detach()).cpu()
         return mask
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``{step: mask}`` and the recorded images (read back with ``load_masks``, ``load_mask_inputs``)."""
-        save_masks(self.masks, path, inputs=self.images.cpu(), outputs=self.outputs if self.keep_outputs else None)
+        save_masks(self.masks, path, inputs=self.images.cpu(), outputs=self.outputs if self.keep_outputs is not None else None)
 
 
 def save_masks(masks: dict[int, Tensor], path: str | os.PathLike, *, inputs: Tensor | None = None,

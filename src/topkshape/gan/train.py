@@ -70,7 +70,7 @@ from topkshape.gan.images import (  # noqa: F401 (re-exported)
 )
 from topkshape.gan.perceptual import LpipsVgg
 from topkshape.gan.rollback import Evaluate, cpu_copy, perturb_parameters
-from topkshape.gan.sampling import generate_samples, load_generator  # noqa: F401 (re-exported)
+from topkshape.gan.sampling import generate_samples, generated_pixels, load_generator  # noqa: F401 (re-exported)
 from topkshape.gan.settings import (  # noqa: F401 (re-exported)
     RECON_LOSSES,
     RESIZE_MODES,
@@ -435,7 +435,17 @@ def _mask_recorder(generator: nn.Module, settings: GanSettings, count: int, chan
     if count <= 0 or not layers:
         return None
     latents = torch.randn(count, settings.nz, generator=torch.Generator().manual_seed(settings.seed + 7919))
-    return MaskRecorder(generator, next(iter(layers)), latents, list(channels), keep_outputs=True)
+    return MaskRecorder(generator, next(iter(layers)), latents, list(channels), keep_outputs=figure_thumbnail)
+
+
+FIGURE_THUMBNAIL = 64  # px: Figure 8's tiles are ~0.6 inch; 101 recordings of 2 images at 64 px are ~2.5 MB
+
+
+def figure_thumbnail(images: Tensor) -> Tensor:
+    """Generated images as Figure 8 shows them: uint8 pixels as the samples are saved, at most 64 px."""
+    if max(images.shape[-2:]) > FIGURE_THUMBNAIL:
+        images = F.interpolate(images.float(), size=FIGURE_THUMBNAIL, mode="area")
+    return generated_pixels(images)
 
 
 def main(argv: list[str] | None = None) -> None:

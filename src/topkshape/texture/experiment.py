@@ -170,7 +170,7 @@ def render_mask_dynamics(masks_path: str | Path, paths: list[str | Path], title:
         inputs = (inputs - low) / (inputs.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
     outputs = load_mask_outputs(path)
     if outputs is not None:
-        # A generator's images, meant to lie in [-1, 1] (FastGAN's small sizes are not squashed): clamped as saved samples are.
-        outputs = {time: (images.clamp(-1, 1) + 1) / 2 for time, images in outputs.items()}
+        # A generator's images as uint8 pixels (gan.train.figure_thumbnail), shown in [0, 1].
+        outputs = {time: images.float() / 255 for time, images in outputs.items()}
     save_mask_dynamics(load_masks(path), paths, title=title, channel_labels=channel_labels, time_unit=time_unit, inputs=inputs,
                        outputs=outputs)
