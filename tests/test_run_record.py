@@ -71,7 +71,7 @@ def test_the_page_names_the_run_once_and_holds_the_times_and_tables(run):
 
 
 def test_readme_block_is_replaced_and_checked(run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("topkshape.report.run_record.rule_names", lambda: RULES)
+    monkeypatch.setattr("topkshape.report.run_record.rule_names", lambda cwd=None: RULES)
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{SUMMARY_BEGIN}\nold numbers\n{SUMMARY_END}\noutro\n")
     out = tmp_path / "docs" / "run.md"
@@ -86,7 +86,7 @@ def test_readme_block_is_replaced_and_checked(run, tmp_path, capsys, monkeypatch
 
 
 def test_no_records_stop_in_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("topkshape.report.run_record.rule_names", lambda: RULES)
+    monkeypatch.setattr("topkshape.report.run_record.rule_names", lambda cwd=None: RULES)
     assert main(["--root", str(tmp_path), "--experiment", "nothing", "--out", str(tmp_path / "p.md"), "--readme", str(tmp_path / "R.md")]) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0
 

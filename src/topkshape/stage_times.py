@@ -38,9 +38,10 @@ def stage_seconds(benchmark_dir: str | Path, rules: list[str]) -> pd.DataFrame:
     return table.sort_values("job_seconds", ascending=False)
 
 
-def rule_names() -> list[str]:
-    """The workflow's rules, as ``snakemake --list-rules`` names them in the working directory."""
-    listed = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--list-rules"], capture_output=True, text=True, check=False)
+def rule_names(cwd: str | Path | None = None) -> list[str]:
+    """The workflow's rules, as ``snakemake --list-rules`` names them in ``cwd`` (default: the working directory)."""
+    listed = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--list-rules"], capture_output=True, text=True, check=False,
+                            cwd=cwd)
     return listed.stdout.split()
 
 

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     out, readme = Path(args.out), Path(args.readme)
     try:
         if not args.check:
-            _write(out, record_markdown(args.root, args.experiment, rule_names()))
+            _write(out, record_markdown(args.root, args.experiment, rule_names(args.root)))
         page = summary_block(out.read_text()) if out.is_file() else None
         text = readme.read_text()
         current = summary_block(text)
