@@ -145,11 +145,23 @@ def report(frame: pd.DataFrame) -> None:
         print(markdown_table(frame, table))
     print(f"lowest final clean accuracy: {frame['clean_acc'].min() * 100:.1f}% "
           f"({frame.loc[frame['clean_acc'].idxmin(), ['subset', 'variant', 'seed']].to_dict()})")
-    print("every run >= 90%:", bool((frame["clean_acc"] >= 0.9).all()),
+    # Accuracies are counts over the validation images kept as float32 (180/200 is 0.89999998): compare
+    # percentages rounded far below one image, so a run at exactly 90% meets the goal.
+    print("every run >= 90%:", bool(((frame["clean_acc"] * 100).round(6) >= 90).all()),
           "| every std <= 3 points:", bool((table["std"] <= 3).all()),
           "| every baseline's shape-only accuracy above chance (p < 0.05):",
           bool(len(runs) and "baseline" in table.index.get_level_values("variant")
                and (table.xs("baseline", level="variant")["shape_only_p"] < 0.05).all()))
+
+
+def gan_report(frame: pd.DataFrame) -> None:
+    """Per variant: the worst (largest) FID ratio, final / at initialisation, at the end and at every
+    snapshot the runs recorded, with the goal (every run <= 1/10)."""
+    columns = ["ratio"] + sorted((c for c in frame if c.startswith("ratio_")), key=lambda c: int(c.split("_")[1]))
+    table = frame.groupby("variant")[columns].max()
+    table.insert(0, "runs", frame.groupby("variant").size())
+    print(table.round(4).to_string())
+    print("every final FID <= init / 10:", bool((frame["ratio"] <= 0.1).all()))
 
 
 def markdown_table(frame: pd.DataFrame, table: pd.DataFrame) -> str:
@@ -255,7 +267,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
     if args.report:
-        report(pd.concat([pd.read_csv(path) for path in args.report], ignore_index=True))
+        rows = pd.concat([pd.read_csv(path) for path in args.report], ignore_index=True)
+        if "subset" not in rows and "ratio" in rows:
+            gan_report(rows)
+        else:
+            report(rows)
     elif args.gan:
         gan_runs(args, config)
     else:

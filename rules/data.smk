@@ -18,6 +18,9 @@ PAPER_FEWSHOT = DATA_CFG["paper_fewshot"]
 
 
 rule subset:
+    # Ahead of everything (above the long jobs' 10): a 2-thread job waits for both cores, and behind the
+    # long jobs it left one core idle for a GAN run's length while every train job waited on it.
+    priority: 20
     output:
         directory(f"{DATA}/{{subset}}"),
     params:
@@ -118,6 +121,8 @@ rule adain_weights:
 
 
 rule stylized:
+    # Ahead of everything, as subset: a 2-thread job the train jobs wait for.
+    priority: 20
     input:
         unpack(stylized_inputs),
     output:

@@ -170,7 +170,16 @@ def print_report(rows: list[dict], fail_under: float, show_survivors: bool) -> b
     return ok
 
 
+RUN_RECORD = "run.json"
+
+
 def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children: int, timeout: float | None) -> None:
+    """Run mutmut in a fresh scratch copy, then record what ran where (``run.json``: commit, machine,
+    date, versions, seconds), so the scores table can name each group's own run."""
+    import time
+
+    facts = run_facts()  # the commit whose source is copied now
+    started = time.monotonic()
     prepare_workdir(workdir, modules, tests)
     mutmut = Path(sys.executable).with_name("mutmut")
     command = [str(mutmut), "run", "--max-children", str(max_children)]
@@ -187,6 +196,23 @@ def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         print(f"mutmut stopped after {timeout:.0f} s in {workdir}; the scores below cover what it ran")
+    finished = run_facts()["date"]
+    (workdir / RUN_RECORD).write_text(json.dumps({**facts, "date": finished, "seconds": round(time.monotonic() - started),
+                                                  "max_children": max_children, "modules": modules}, indent=1) + "\n")
+
+
+def recorded_runs(workroot: Path, groups: dict[str, dict[str, list[str]]]) -> dict[str, tuple[dict, dict[str, dict[str, int | None]]]]:
+    """Group -> (its run record, its modules' results), for every group whose last run left both in
+    ``workroot/<group>``: the scores table covers every group run so far, not only this invocation's."""
+    runs = {}
+    for name, group in groups.items():
+        record = workroot / name / RUN_RECORD
+        if record.is_file():
+            found = {m: codes for m, codes in results(workroot / name).items()
+                     if any(fnmatch.fnmatch(m, pattern) for pattern in group["modules"])}
+            if found:
+                runs[name] = (json.loads(record.read_text()), found)
+    return runs
 
 
 SCORES = ROOT / "docs" / "mutation_scores.md"
@@ -212,17 +238,29 @@ def run_facts() -> dict[str, str]:
             "python": platform.python_version(), "mutmut": mutmut}
 
 
-def write_scores(rows: list[dict], problems: list[str], facts: dict[str, str], path: Path = SCORES) -> None:
-    """The scores table the README includes: every module that ran, with the facts of the run."""
+def write_scores(runs: dict[str, tuple[dict, list[dict]]], problems: list[str], groups: list[str], facts: dict[str, str],
+                 path: Path = SCORES) -> None:
+    """The scores table the docs include: per group, the commit, machine, date and time of its own last
+    run, then every module's score; groups with no recorded run are named as such."""
     lines = ["# Mutation scores", "",
-             f"Written by `make mutation` (tools/mutation.py) at commit {facts['commit']}, {facts['date']}, on {facts['machine']}; "
-             f"Python {facts['python']}, mutmut {facts['mutmut']}. Score = killed / (killed + survived); timeouts are shown, "
-             "not scored; equivalents are listed in tools/mutation_equivalent.txt and verified on every run.", "",
-             "| module | mutants | killed | survived | timed out | equivalent | not run | score |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        score = "–" if row["score"] is None else f"{row['score']:.1f}%"
-        lines.append(f"| {row['module']} | {row['mutants']} | {row.get('killed', 0)} | {row.get('survived', 0)} | "
-                     f"{row.get('timed out', 0)} | {row.get('equivalent', 0)} | {row.get('not run', 0)} | {score} |")
+             f"Written by `make mutation` (tools/mutation.py) on {facts['date']} from the runs recorded in build/mutation/. "
+             "Score = killed / (killed + survived); timeouts are shown, not scored; equivalents are listed in "
+             "tools/mutation_equivalent.txt and verified against every recorded run.", "",
+             "| group | commit | finished | machine | Python, mutmut | wall time |", "|---|---|---|---|---|---|"]
+    for name in groups:
+        if name in runs:
+            run = runs[name][0]
+            lines.append(f"| {name} | {run['commit']} | {run['date']} | {run['machine']} | {run['python']}, {run['mutmut']} | "
+                         f"{run['seconds'] // 60} min {run['seconds'] % 60} s ({run['max_children']} workers) |")
+        else:
+            lines.append(f"| {name} | – | no recorded run: no score | | | |")
+    lines += ["", "| group | module | mutants | killed | survived | timed out | equivalent | not run | score |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name in groups:
+        for row in runs.get(name, ({}, []))[1]:
+            score = "–" if row["score"] is None else f"{row['score']:.1f}%"
+            lines.append(f"| {name} | {row['module']} | {row['mutants']} | {row.get('killed', 0)} | {row.get('survived', 0)} | "
+                         f"{row.get('timed out', 0)} | {row.get('equivalent', 0)} | {row.get('not run', 0)} | {score} |")
     lines += ["", "Equivalence list: " + ("verified, no problem." if not problems else f"{len(problems)} problem(s):")]
     lines += [f"- {problem}" for problem in problems]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = score_table(found, equivalent)
     scores_ok = print_report(rows, args.fail_under, args.survivors)
     if args.scores_out is not None:
-        write_scores(rows, problems, run_facts(), args.scores_out)
-        print(f"scores written to {args.scores_out}")
+        recorded = recorded_runs(args.workdir, groups)
+        every = {m: codes for _, found_codes in recorded.values() for m, codes in found_codes.items()}
+        write_scores({name: (run, score_table(found_codes, equivalent)) for name, (run, found_codes) in recorded.items()},
+                     equivalence_problems(every, equivalent), sorted(groups), run_facts(), args.scores_out)
+        print(f"scores of every recorded group run written to {args.scores_out}")
     return 0 if scores_ok and not problems else 1
 
 
