@@ -42,7 +42,7 @@ bench: $(STAMP)
 # MUTATION_ARGS="--groups table1 ops" runs some of the groups in pyproject.toml.
 mutation: $(STAMP)
 	$(BIN)/python -m pip install -q -r requirements-mutation.txt -c requirements-lock.txt
-	nice -n 19 $(BIN)/python tools/mutation.py --survivors --scores-out docs/mutation_scores.md $(MUTATION_ARGS)
+	nice -n 19 $(BIN)/python tools/mutation.py --survivors --scores-out docs/generated/mutation_scores.md $(MUTATION_ARGS)
 
 # A colleague's clone: fetch the shared datasets, models and results, then give each output the
 # time its job ended (DVC does not keep mtimes; see README "Sharing results"). The Snakefile does the

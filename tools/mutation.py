@@ -215,7 +215,7 @@ def recorded_runs(workroot: Path, groups: dict[str, dict[str, list[str]]]) -> di
     return runs
 
 
-SCORES = ROOT / "docs" / "mutation_scores.md"
+SCORES = ROOT / "docs" / "generated" / "mutation_scores.md"
 
 
 def run_facts() -> dict[str, str]:
@@ -242,8 +242,7 @@ def write_scores(runs: dict[str, tuple[dict, list[dict]]], problems: list[str], 
                  path: Path = SCORES) -> None:
     """The scores table the docs include: per group, the commit, machine, date and time of its own last
     run, then every module's score; groups with no recorded run are named as such."""
-    lines = ["# Mutation scores", "",
-             f"Written by `make mutation` (tools/mutation.py) on {facts['date']} from the runs recorded in build/mutation/. "
+    lines = [f"Written by `make mutation` (tools/mutation.py) on {facts['date']} from the runs recorded in build/mutation/. "
              "Score = killed / (killed + survived); timeouts are shown, not scored; equivalents are listed in "
              "tools/mutation_equivalent.txt and verified against every recorded run.", "",
              "| group | commit | finished | machine | Python, mutmut | wall time |", "|---|---|---|---|---|---|"]
@@ -261,7 +260,8 @@ def write_scores(runs: dict[str, tuple[dict, list[dict]]], problems: list[str], 
             score = "–" if row["score"] is None else f"{row['score']:.1f}%"
             lines.append(f"| {name} | {row['module']} | {row['mutants']} | {row.get('killed', 0)} | {row.get('survived', 0)} | "
                          f"{row.get('timed out', 0)} | {row.get('equivalent', 0)} | {row.get('not run', 0)} | {score} |")
-    lines += ["", "Equivalence list: " + ("verified, no problem." if not problems else f"{len(problems)} problem(s):")]
+    verdict = "no recorded run to verify it against." if not runs else "verified, no problem." if not problems else f"{len(problems)} problem(s):"
+    lines += ["", "Equivalence list: " + verdict]
     lines += [f"- {problem}" for problem in problems]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -294,21 +294,22 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             run_mutmut(workdir, modules, tests, args.max_children, args.timeout)
         found.update({m: codes for m, codes in results(workdir).items() if any(fnmatch.fnmatch(m, pattern) for pattern in modules)})
-    if not found:
-        print(f"no mutation results in {args.workdir}")
-        return 1
     equivalent = read_equivalent()
-    problems = equivalence_problems(found, equivalent)
-    for problem in problems:
-        print(f"equivalence list: {problem}")
-    rows = score_table(found, equivalent)
-    scores_ok = print_report(rows, args.fail_under, args.survivors)
     if args.scores_out is not None:
+        # Every recorded group run, not only this invocation's: one group run alone keeps the others' rows.
         recorded = recorded_runs(args.workdir, groups)
         every = {m: codes for _, found_codes in recorded.values() for m, codes in found_codes.items()}
         write_scores({name: (run, score_table(found_codes, equivalent)) for name, (run, found_codes) in recorded.items()},
                      equivalence_problems(every, equivalent), sorted(groups), run_facts(), args.scores_out)
         print(f"scores of every recorded group run written to {args.scores_out}")
+    if not found:
+        print(f"no mutation results in {args.workdir}")
+        return 1
+    problems = equivalence_problems(found, equivalent)
+    for problem in problems:
+        print(f"equivalence list: {problem}")
+    rows = score_table(found, equivalent)
+    scores_ok = print_report(rows, args.fail_under, args.survivors)
     return 0 if scores_ok and not problems else 1
 
 
