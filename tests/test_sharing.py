@@ -197,3 +197,143 @@ def test_command_exports_one_experiments_records(tmp_path, monkeypatch, capsys):
     assert main() == 0
     assert capsys.readouterr().out.strip() == f"topkshape: 2 Snakemake records of exp copied to results/exp/{SNAPSHOT}"
     assert len(list((tmp_path / "results" / "exp" / SNAPSHOT).iterdir())) == 2
+
+
+# --- the pieces, with the inputs a real tree can hold (planted changes to each fail these) ---------------------------
+
+def test_only_dict_entries_with_a_path_are_paths():
+    from topkshape.sharing import _paths
+
+    assert _paths(["path", {"path": "a"}, {"md5": "x"}, {"path": "b", "md5": "y"}]) == ["a", "b"]
+    assert _paths(None) == []
+
+
+def test_a_stage_is_persistent_only_through_an_output_marked_persist(tmp_path):
+    from topkshape.sharing import _persistent_stages
+
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "models": {"cmd": "x", "outs": [{"results/m": {"persist": True}}]},
+        "cached": {"cmd": "x", "outs": [{"results/c": {"cache": True}}, "results/plain.csv"]},
+        "looped": {"foreach": ["a"], "do": {"cmd": "x", "outs": [{"data/${item}": {"persist": True}}]}},
+        "odd": 3,
+    }}))
+    assert _persistent_stages(tmp_path / "dvc.yaml") == {"models", "looped"}
+    (tmp_path / "dvc.yaml").write_text("")
+    assert _persistent_stages(tmp_path / "dvc.yaml") == set()
+
+
+def test_every_stage_with_a_present_and_an_absent_output_adds_the_absent_one(project):
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock["stages"]["gan"]["outs"].append({"path": "results/default/gan-extra"})
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
+    # Both stages are half pulled: both absent outputs are named (and the job records, needed to restore times).
+    _present(project, "data/default/S1", "results/default/gan", ".snakemake/metadata", f"results/default/{SNAPSHOT}")
+    assert missing_pulls(project) == ["data/default/S1-stylized", "results/default/gan-extra", "results/default/train"]
+
+
+def test_a_dependency_inside_an_output_written_with_a_trailing_slash_counts(project):
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock["stages"]["train@default"]["outs"][1] = {"path": "data/default/S1-stylized/"}
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
+    _present(project, "results/default/gan", ".snakemake/metadata", f"results/default/{SNAPSHOT}")
+    assert missing_pulls(project) == ["data/default/S1-stylized/"]
+
+
+def test_a_foreach_key_with_an_at_sign_belongs_to_its_base_stage(project):
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    lock["stages"]["train@run@2"] = lock["stages"].pop("train@default")
+    (project / "dvc.lock").write_text(yaml.safe_dump(lock))
+    _present(project, "results/default/train", ".snakemake/metadata", f"results/default/{SNAPSHOT}")
+    assert missing_pulls(project) == ["data/default/S1", "data/default/S1-stylized"]
+
+
+@pytest.mark.parametrize("relative", ["a", "ab", "abc", "results/x.csv", "data/default/S1"])
+def test_record_names_decode_whatever_padding_they_dropped(relative):
+    from topkshape.sharing import _decoded
+
+    name = base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    assert _decoded(name) == relative
+    assert _decoded("not base64!") is None
+
+
+def test_a_records_end_time_is_its_endtime_or_zero(tmp_path):
+    from topkshape.sharing import _end_time
+
+    cases = {"done.json": ({"endtime": 1_500_000_000.25}, 1_500_000_000.25), "none.json": ({"endtime": None}, 0.0),
+             "no_key.json": ({"ENDTIME": 5}, 0.0), "list.json": ([1, 2], 0.0), "broken.json": ("{", 0.0)}
+    for name, (record, expected) in cases.items():
+        (tmp_path / name).write_text(record if isinstance(record, str) else json.dumps(record))
+        assert _end_time(tmp_path / name) == expected, name
+    assert _end_time(tmp_path / "absent.json") == 0.0
+
+
+def test_an_export_replaces_the_snapshot_and_a_killed_exports_leftover(tmp_path):
+    from topkshape.sharing import export_metadata
+
+    assert export_metadata(tmp_path, "exp") == 0  # no metadata folder yet: an empty snapshot
+    assert list((tmp_path / "results" / "exp" / SNAPSHOT).iterdir()) == []
+    first = _record(tmp_path, "results/exp/a.csv", {"endtime": 1})
+    assert export_metadata(tmp_path, "exp") == 1
+    staging = tmp_path / "results" / "exp" / f".{SNAPSHOT}.tmp"
+    (staging / "half").mkdir(parents=True)  # an export killed half-way
+    first.unlink()
+    second = _record(tmp_path, "results/exp/b.csv", {"endtime": 2})
+    assert export_metadata(tmp_path, "exp") == 1
+    assert [p.name for p in (tmp_path / "results" / "exp" / SNAPSHOT).iterdir()] == [second.name]
+    assert not staging.exists()
+
+
+def _snapshot(root, experiment: str, relative: str, end: float):
+    folder = root / "results" / experiment / SNAPSHOT
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    path.write_text(json.dumps({"endtime": end}))
+    return path
+
+
+def test_syncing_one_experiment_takes_only_its_snapshot_and_restores_only_what_it_took(tmp_path):
+    from topkshape.sharing import sync_pulled_metadata
+
+    for relative in ("results/a/t.csv", "results/b/t.csv", "results/a/old.csv", "results/a/local.csv"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("x")
+        os.utime(tmp_path / relative, (9.0, 9.0))
+    _snapshot(tmp_path, "a", "results/a/t.csv", 1_000)
+    _snapshot(tmp_path, "b", "results/b/t.csv", 2_000)
+    _snapshot(tmp_path, "a", "results/a/old.csv", 3_000)
+    _record(tmp_path, "results/a/old.csv", {"endtime": 2_500})  # an older local record: replaced
+    _record(tmp_path, "results/a/local.csv", {"endtime": 4_000})  # a local record the snapshot lacks: not touched
+    assert sync_pulled_metadata(tmp_path, "a") == 2
+    assert (tmp_path / "results/a/t.csv").stat().st_mtime == 1_000
+    assert (tmp_path / "results/a/old.csv").stat().st_mtime == 3_000
+    assert (tmp_path / "results/b/t.csv").stat().st_mtime == 9.0
+    assert (tmp_path / "results/a/local.csv").stat().st_mtime == 9.0
+
+
+def test_restoring_skips_foreign_files_and_sets_a_linked_outputs_own_time(tmp_path):
+    (tmp_path / METADATA).mkdir(parents=True)
+    (tmp_path / METADATA / "!!! not a record").write_text("{}")  # sorts first; not a record name
+    (tmp_path / "target.csv").write_text("x")
+    os.utime(tmp_path / "target.csv", (9.0, 9.0))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "link.csv").symlink_to(tmp_path / "target.csv")
+    (tmp_path / "results" / "early.csv").write_text("x")
+    _record(tmp_path, "results/link.csv", {"endtime": 1_000_000_000})
+    _record(tmp_path, "results/early.csv", {"endtime": 1.0})
+    assert restore_mtimes(tmp_path) == 2
+    assert os.lstat(tmp_path / "results" / "link.csv").st_mtime == 1_000_000_000
+    assert (tmp_path / "target.csv").stat().st_mtime == 9.0  # the link's target keeps its own time
+    assert (tmp_path / "results" / "early.csv").stat().st_mtime == 1.0
+
+
+def test_a_staged_but_uncommitted_change_keeps_its_own_time(tmp_path):
+    _git(tmp_path, "init", "-q")
+    for name in ("kept.py", "staged.py"):
+        (tmp_path / name).write_text("1")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "one", when=1_000_000_000)
+    (tmp_path / "staged.py").write_text("2")
+    _git(tmp_path, "add", "staged.py")
+    os.utime(tmp_path / "staged.py", (3.0, 3.0))
+    assert restore_commit_mtimes(tmp_path) == 1
+    assert (tmp_path / "kept.py").stat().st_mtime == 1_000_000_000 and (tmp_path / "staged.py").stat().st_mtime == 3.0
