@@ -337,3 +337,58 @@ def test_a_staged_but_uncommitted_change_keeps_its_own_time(tmp_path):
     os.utime(tmp_path / "staged.py", (3.0, 3.0))
     assert restore_commit_mtimes(tmp_path) == 1
     assert (tmp_path / "kept.py").stat().st_mtime == 1_000_000_000 and (tmp_path / "staged.py").stat().st_mtime == 3.0
+
+
+def test_pull_pulls_exactly_the_locked_stages_with_this_environments_dvc_then_restores(tmp_path, monkeypatch, capsys):
+    import topkshape.sharing as sharing
+
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train@default": {}, "gan": {}}}))
+    table = tmp_path / "results" / "exp" / "t.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("t")
+    _record(tmp_path, "results/exp/t.csv", {"endtime": 1_200_000_000})
+    commands = []
+    answers = [3, 0]
+
+    real_run = subprocess.run
+
+    def fake_run(command, **kwargs):
+        if command[0] == "git":  # restoring the tracked files' times asks git: outside a checkout here
+            return real_run(command, **kwargs)
+        commands.append((command, kwargs))
+        return subprocess.CompletedProcess(command, answers.pop(0))
+
+    monkeypatch.setattr(sharing.subprocess, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    dvc = str(__import__("pathlib").Path(sys.executable).parent / "dvc")
+    monkeypatch.setattr(sys, "argv", ["sharing", "--pull"])
+    assert main() == 3  # a failed pull restores nothing and says so by its code
+    assert commands == [([dvc, "pull", "gan", "train@default"], {"check": False})] and table.stat().st_mtime != 1_200_000_000
+    monkeypatch.setattr(sys, "argv", ["sharing", "--pull"])
+    assert main() == 0
+    assert len(commands) == 2 and table.stat().st_mtime == 1_200_000_000
+    assert "restored the modification times of 1 outputs from .snakemake/metadata" in capsys.readouterr().out
+
+
+def test_pull_with_an_empty_lock_pulls_nothing(tmp_path, monkeypatch, capsys):
+    import topkshape.sharing as sharing
+
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {}}))
+    monkeypatch.setattr(sharing.subprocess, "run", lambda *a, **k: pytest.fail("dvc must not run"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["sharing", "--pull"])
+    assert main() == 1
+    assert capsys.readouterr().err == "topkshape: no stage in dvc.lock: nothing to pull\n"
+
+
+def test_without_arguments_the_current_folder_is_restored(tmp_path, monkeypatch, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("t")
+    _record(tmp_path, "t.csv", {"endtime": 1_100_000_000})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["sharing"])
+    assert main() == 0 and table.stat().st_mtime == 1_100_000_000
+    # "--export" needs its experiment: alone it is no export (and names no metadata folder of that name).
+    monkeypatch.setattr(sys, "argv", ["sharing", "--export"])
+    assert main() == 1
+    assert "no Snakemake metadata under --export/.snakemake/metadata" in capsys.readouterr().err
