@@ -48,7 +48,8 @@ def test_slurm_devices_need_a_slurm_job_and_prefer_cuda_visible_devices():
 def _fake_nvidia_smi(folder: Path, body: str, monkeypatch) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "nvidia-smi"
-    script.write_text("#!/bin/sh\n" + body + "\n")
+    # Like the real one, it lists the GPUs only when asked with -L.
+    script.write_text('#!/bin/sh\n[ "$1" = "-L" ] && [ "$#" -eq 1 ] || exit 64\n' + body + "\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
@@ -100,6 +101,16 @@ def test_lock_names_keep_safe_characters_only():
     assert gpu_slots._lock_name("0") == "gpu-0.lock"
     assert gpu_slots._lock_name("GPU-1a2b_c.d") == "gpu-GPU-1a2b_c.d.lock"
     assert gpu_slots._lock_name("MIG/1:2 x") == "gpu-MIG_1_2_x.lock"
+
+
+def test_a_lock_file_gets_the_permissions_the_umask_gives_a_new_file(tmp_path):
+    old = os.umask(0o002)
+    try:
+        fd = gpu_slots._try_lock(tmp_path / "gpu-0.lock", "note\n")
+    finally:
+        os.umask(old)
+    os.close(fd)
+    assert (tmp_path / "gpu-0.lock").stat().st_mode & 0o777 == 0o664  # group jobs on a shared folder can lock it too
 
 
 def test_a_lock_holds_its_note_and_refuses_a_second_holder(tmp_path):
