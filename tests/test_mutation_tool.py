@@ -90,7 +90,7 @@ def test_the_scores_table_names_each_groups_own_run_and_every_group_without_one(
     run_a = {"commit": "abc1234", "date": "2026-12-07 00:00 UTC", "machine": "AMD EPYC, 2 cores", "python": "3.11.9",
              "mutmut": "3.8.1", "seconds": 754, "max_children": 2, "modules": ["src/a.py", "src/b.py"]}
     run_c = {**run_a, "commit": "def5678", "date": "2026-12-08 09:30 UTC", "machine": "Intel Xeon, 2 cores", "seconds": 61,
-             "max_children": 1, "modules": ["src/c.py"]}
+             "cpu_seconds": 130, "max_children": 1, "modules": ["src/c.py"]}
     _recorded_group(tmp_path, "ga", run_a, {"src/a.py": {"a.x_f__mutmut_1": 1, "a.x_f__mutmut_2": 0, "a.x_f__mutmut_3": 36},
                                            "src/b.py": {"b.x_g__mutmut_1": 2}})
     _recorded_group(tmp_path, "gc", run_c, {"src/c.py": {"c.x_h__mutmut_1": 1, "c.x_h__mutmut_2": 0}})
@@ -106,9 +106,9 @@ def test_the_scores_table_names_each_groups_own_run_and_every_group_without_one(
     tool.write_scores(runs, ["x: gone"], ["ga", "gb", "gc"], facts, tmp_path / "scores.md")
     text = (tmp_path / "scores.md").read_text()
     assert "on 2026-12-09 12:00 UTC" in text
-    assert "| ga | abc1234 | 2026-12-07 00:00 UTC | AMD EPYC, 2 cores | 3.11.9, 3.8.1 | 12 min 34 s (2 workers) |" in text
-    assert "| gc | def5678 | 2026-12-08 09:30 UTC | Intel Xeon, 2 cores | 3.11.9, 3.8.1 | 1 min 1 s (1 workers) |" in text
-    assert "| gb | – | no recorded run: no score | | | |" in text
+    assert "| ga | abc1234 | 2026-12-07 00:00 UTC | AMD EPYC, 2 cores | 3.11.9, 3.8.1 | 12 min 34 s (2 workers) | – |" in text
+    assert "| gc | def5678 | 2026-12-08 09:30 UTC | Intel Xeon, 2 cores | 3.11.9, 3.8.1 | 1 min 1 s (1 worker) | 2 min |" in text
+    assert "| gb | – | no recorded run: no score | | | | |" in text
     assert "| ga | src/a.py | 3 | 1 | 1 | 1 | 0 | 0 | 50.0% |" in text and "| ga | src/b.py | 1 | 0 | 0 | 0 | 0 | 1 | – |" in text
     assert "| gc | src/c.py | 2 | 1 | 0 | 0 | 1 | 0 | 100.0% |" in text and "src/z.py" not in text
     assert "1 problem(s):\n- x: gone" in text

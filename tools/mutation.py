@@ -178,8 +178,12 @@ def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children
     date, versions, seconds), so the scores table can name each group's own run."""
     import time
 
+    import resource
+
     facts = run_facts()  # the commit whose source is copied now
     started = time.monotonic()
+    # CPU time of mutmut and every process it waited for: the work done, whatever else shared the machine.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     prepare_workdir(workdir, modules, tests)
     mutmut = Path(sys.executable).with_name("mutmut")
     command = [str(mutmut), "run", "--max-children", str(max_children)]
@@ -197,8 +201,11 @@ def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children
             process.wait()
         print(f"mutmut stopped after {timeout:.0f} s in {workdir}; the scores below cover what it ran")
     finished = run_facts()["date"]
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     (workdir / RUN_RECORD).write_text(json.dumps({**facts, "date": finished, "seconds": round(time.monotonic() - started),
-                                                  "max_children": max_children, "modules": modules}, indent=1) + "\n")
+                                                  "cpu_seconds": round(cpu), "max_children": max_children,
+                                                  "modules": modules}, indent=1) + "\n")
 
 
 def recorded_runs(workroot: Path, groups: dict[str, dict[str, list[str]]]) -> dict[str, tuple[dict, dict[str, dict[str, int | None]]]]:
@@ -245,14 +252,16 @@ def write_scores(runs: dict[str, tuple[dict, list[dict]]], problems: list[str], 
     lines = [f"Written by `make mutation` (tools/mutation.py) on {facts['date']} from the runs recorded in build/mutation/. "
              "Score = killed / (killed + survived); timeouts are shown, not scored; equivalents are listed in "
              "tools/mutation_equivalent.txt and verified against every recorded run.", "",
-             "| group | commit | finished | machine | Python, mutmut | wall time |", "|---|---|---|---|---|---|"]
+             "| group | commit | finished | machine | Python, mutmut | wall time | CPU time |", "|---|---|---|---|---|---|---|"]
     for name in groups:
         if name in runs:
             run = runs[name][0]
+            workers = f"{run['max_children']} worker" + ("s" if run["max_children"] != 1 else "")
+            cpu = f"{run['cpu_seconds'] // 60} min" if "cpu_seconds" in run else "–"
             lines.append(f"| {name} | {run['commit']} | {run['date']} | {run['machine']} | {run['python']}, {run['mutmut']} | "
-                         f"{run['seconds'] // 60} min {run['seconds'] % 60} s ({run['max_children']} workers) |")
+                         f"{run['seconds'] // 60} min {run['seconds'] % 60} s ({workers}) | {cpu} |")
         else:
-            lines.append(f"| {name} | – | no recorded run: no score | | | |")
+            lines.append(f"| {name} | – | no recorded run: no score | | | | |")
     lines += ["", "| group | module | mutants | killed | survived | timed out | equivalent | not run | score |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name in groups:
