@@ -30,10 +30,12 @@ import argparse
 import fnmatch
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -176,10 +178,6 @@ RUN_RECORD = "run.json"
 def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children: int, timeout: float | None) -> None:
     """Run mutmut in a fresh scratch copy, then record what ran where (``run.json``: commit, machine,
     date, versions, seconds), so the scores table can name each group's own run."""
-    import time
-
-    import resource
-
     facts = run_facts()  # the commit whose source is copied now
     started = time.monotonic()
     # CPU time of mutmut and every process it waited for: the work done, whatever else shared the machine.
