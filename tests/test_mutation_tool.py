@@ -94,21 +94,26 @@ def test_the_scores_table_names_each_groups_own_run_and_every_group_without_one(
     _recorded_group(tmp_path, "ga", run_a, {"src/a.py": {"a.x_f__mutmut_1": 1, "a.x_f__mutmut_2": 0, "a.x_f__mutmut_3": 36},
                                            "src/b.py": {"b.x_g__mutmut_1": 2}})
     _recorded_group(tmp_path, "gc", run_c, {"src/c.py": {"c.x_h__mutmut_1": 1, "c.x_h__mutmut_2": 0}})
+    # mutmut stopped before testing any mutant (a test of the group failed in the scratch copy): said, no score.
+    _recorded_group(tmp_path, "gd", {**run_c, "mutmut_exit": 1, "modules": ["src/d.py"]}, {"src/d.py": {"d.x_k__mutmut_1": None}})
     # A group whose folder has results but no run record (an interrupted run) is not scored as if it had run.
     (tmp_path / "gb" / "mutants" / "src").mkdir(parents=True)
     (tmp_path / "gb" / "mutants" / "src" / "z.py.meta").write_text('{"exit_code_by_key": {"z.x_k__mutmut_1": 1}}')
-    groups = {"ga": {"modules": ["src/a.py", "src/b.py"]}, "gb": {"modules": ["src/z.py"]}, "gc": {"modules": ["src/c.py"]}}
+    groups = {"ga": {"modules": ["src/a.py", "src/b.py"]}, "gb": {"modules": ["src/z.py"]}, "gc": {"modules": ["src/c.py"]},
+              "gd": {"modules": ["src/d.py"]}}
     recorded = tool.recorded_runs(tmp_path, groups)
-    assert sorted(recorded) == ["ga", "gc"] and recorded["gc"][0]["commit"] == "def5678"
+    assert sorted(recorded) == ["ga", "gc", "gd"] and recorded["gc"][0]["commit"] == "def5678"
     equivalent = {"c.x_h__mutmut_2": "same behaviour"}
     runs = {name: (run, tool.score_table(found, equivalent)) for name, (run, found) in recorded.items()}
     facts = {"commit": "fff0000", "date": "2026-12-09 12:00 UTC", "machine": "x", "python": "3.11.9", "mutmut": "3.8.1"}
-    tool.write_scores(runs, ["x: gone"], ["ga", "gb", "gc"], facts, tmp_path / "scores.md")
+    tool.write_scores(runs, ["x: gone"], ["ga", "gb", "gc", "gd"], facts, tmp_path / "scores.md")
     text = (tmp_path / "scores.md").read_text()
     assert "on 2026-12-09 12:00 UTC" in text
     assert "| ga | abc1234 | 2026-12-07 00:00 UTC | AMD EPYC, 2 cores | 3.11.9, 3.8.1 | 12 min 34 s (2 workers) | – |" in text
     assert "| gc | def5678 | 2026-12-08 09:30 UTC | Intel Xeon, 2 cores | 3.11.9, 3.8.1 | 1 min 1 s (1 worker) | 2 min |" in text
     assert "| gb | – | no recorded run: no score | | | | |" in text
+    assert "| gd | def5678 | 2026-12-08 09:30 UTC **mutmut exited 1: no score** | Intel Xeon, 2 cores |" in text
+    assert "| gd | src/d.py | 1 | 0 | 0 | 0 | 0 | 1 | – |" in text
     assert "| ga | src/a.py | 3 | 1 | 1 | 1 | 0 | 0 | 50.0% |" in text and "| ga | src/b.py | 1 | 0 | 0 | 0 | 0 | 1 | – |" in text
     assert "| gc | src/c.py | 2 | 1 | 0 | 0 | 1 | 0 | 100.0% |" in text and "src/z.py" not in text
     assert "1 problem(s):\n- x: gone" in text

@@ -70,8 +70,11 @@ def prepare_workdir(workdir: Path, modules: list[str], tests: list[str]) -> None
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
-    for name in ("src", "tests", "config"):
+    # What the groups' tests read besides the code: the SLURM profile, the workflow, the README and docs.
+    for name in ("src", "tests", "config", "profiles", "rules", "workflow_scripts", "docs"):
         shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
+    for name in ("README.md", "Snakefile", "config.yaml", "Makefile"):
+        shutil.copy2(ROOT / name, workdir / name)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     config = {**project["tool"]["mutmut"], "only_mutate": modules, "pytest_add_cli_args_test_selection": tests}
     lines = ["[tool.pytest.ini_options]"]
@@ -203,6 +206,7 @@ def run_mutmut(workdir: Path, modules: list[str], tests: list[str], max_children
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     (workdir / RUN_RECORD).write_text(json.dumps({**facts, "date": finished, "seconds": round(time.monotonic() - started),
                                                   "cpu_seconds": round(cpu), "max_children": max_children,
+                                                  "mutmut_exit": process.returncode,
                                                   "modules": modules}, indent=1) + "\n")
 
 
@@ -256,7 +260,8 @@ def write_scores(runs: dict[str, tuple[dict, list[dict]]], problems: list[str], 
             run = runs[name][0]
             workers = f"{run['max_children']} worker" + ("s" if run["max_children"] != 1 else "")
             cpu = f"{run['cpu_seconds'] // 60} min" if "cpu_seconds" in run else "–"
-            lines.append(f"| {name} | {run['commit']} | {run['date']} | {run['machine']} | {run['python']}, {run['mutmut']} | "
+            failed = f" **mutmut exited {run['mutmut_exit']}: no score**" if run.get("mutmut_exit") else ""
+            lines.append(f"| {name} | {run['commit']} | {run['date']}{failed} | {run['machine']} | {run['python']}, {run['mutmut']} | "
                          f"{run['seconds'] // 60} min {run['seconds'] % 60} s ({workers}) | {cpu} |")
         else:
             lines.append(f"| {name} | – | no recorded run: no score | | | | |")
