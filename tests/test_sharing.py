@@ -93,10 +93,15 @@ def test_the_message_names_the_paths_and_the_pull_that_fetches_them():
     assert "TOPKSHAPE_REBUILD_MISSING=1" in message
 
 
-def _record(root, relative: str, record) -> object:
-    folder = root / METADATA
+def _record_name(relative: str) -> str:
+    """Snakemake's record file name for an output: its path in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+
+
+def _record(root, relative: str, record, folder=None) -> object:
+    folder = root / METADATA if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    path = folder / _record_name(relative)
     path.write_text(record if isinstance(record, str) else json.dumps(record))
     return path
 
@@ -251,8 +256,7 @@ def test_a_foreach_key_with_an_at_sign_belongs_to_its_base_stage(project):
 def test_record_names_decode_whatever_padding_they_dropped(relative):
     from topkshape.sharing import _decoded
 
-    name = base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
-    assert _decoded(name) == relative
+    assert _decoded(_record_name(relative)) == relative
     assert _decoded("not base64!") is None
 
 
@@ -284,11 +288,7 @@ def test_an_export_replaces_the_snapshot_and_a_killed_exports_leftover(tmp_path)
 
 
 def _snapshot(root, experiment: str, relative: str, end: float):
-    folder = root / "results" / experiment / SNAPSHOT
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
-    path.write_text(json.dumps({"endtime": end}))
-    return path
+    return _record(root, relative, {"endtime": end}, folder=root / "results" / experiment / SNAPSHOT)
 
 
 def test_syncing_one_experiment_takes_only_its_snapshot_and_restores_only_what_it_took(tmp_path):
