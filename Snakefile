@@ -12,6 +12,7 @@ from topkshape.config import validate_config
 from topkshape.errors import ConfigError
 from topkshape.plan_checks import workflow_resource_problems
 from topkshape.shape_bias.tags import sweep_tags
+from topkshape.sigterm import install_graceful_sigterm
 
 # report(), report zips and the profiles need Snakemake 8+; only 9.x is tested (the lock pins 9.27.1).
 min_version("9.0")
@@ -164,6 +165,12 @@ rule all:
         rules.gan_mask_dynamics.output if FEWSHOT else [],
         rules.table2.output,
     default_target: True
+
+
+# Snakemake's own SIGTERM handler can deadlock (topkshape.sigterm): a signal to the process group
+# (a scheduler's time limit, `kill`) must stop the run, whose jobs then resume from their checkpoints.
+onstart:
+    install_graceful_sigterm(getattr(workflow, "scheduler", None))
 
 
 # Resource settings that name no rule, or an empty SLURM partition/account, stop the plan (one line).

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "topkshape"
 
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"atomic", "gpu_slots", "reference", "provenance", "sharing", "params", "plan_checks"},
+    {"atomic", "gpu_slots", "reference", "provenance", "sharing", "params", "plan_checks", "sigterm"},
     {"checkpoint", "download", "ops", "workflow", "slurm_resources"},
     # Pretrained weight files (where from, how pinned, how loaded): below the models that load them.
     {"pretrained", "stage_times"},
