@@ -18,7 +18,7 @@ paper-smoke: $(STAMP)
 	$(BIN)/python -m topkshape.smoke
 
 test: $(STAMP)
-	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
+	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q --durations=30
 
 # The suite without the tests marked `slow` (workflow and DVC runs, training, SLURM, the paper smoke
 # run, the docs build): a few minutes on 2 cores, for while you work. CI runs `make test`, all of it.
