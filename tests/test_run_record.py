@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 
 import pytest
 
 from topkshape.report.run_record import SUMMARY_BEGIN, SUMMARY_END, main, minutes, record_markdown, run_facts
+from workflow_support import snakemake_record_name
 
 RULES = ["train", "gan_train", "table1"]
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 
 
 def _record(root, relative, start, end):
-    name = base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    name = snakemake_record_name(relative)
     folder = root / "results" / "exp" / "snakemake-metadata"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps({"rule": "x", "starttime": start, "endtime": end}))

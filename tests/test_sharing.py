@@ -4,7 +4,6 @@ the times given back to recorded outputs and to unmodified tracked files, and th
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from topkshape.sharing import METADATA, SNAPSHOT, main, missing_pulls, missing_pulls_message, restore_commit_mtimes, restore_mtimes
+from workflow_support import snakemake_record_name
 
 # A dvc.yaml shaped like the project's: persistent datasets and models, a table made again each time
 # (not persistent), and the stage that versions Snakemake's job records.
@@ -93,15 +93,10 @@ def test_the_message_names_the_paths_and_the_pull_that_fetches_them():
     assert "TOPKSHAPE_REBUILD_MISSING=1" in message
 
 
-def _record_name(relative: str) -> str:
-    """Snakemake's record file name for an output: its path in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
-
-
 def _record(root, relative: str, record, folder=None) -> object:
     folder = root / METADATA if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _record_name(relative)
+    path = folder / snakemake_record_name(relative)
     path.write_text(record if isinstance(record, str) else json.dumps(record))
     return path
 
@@ -256,7 +251,7 @@ def test_a_foreach_key_with_an_at_sign_belongs_to_its_base_stage(project):
 def test_record_names_decode_whatever_padding_they_dropped(relative):
     from topkshape.sharing import _decoded
 
-    assert _decoded(_record_name(relative)) == relative
+    assert _decoded(snakemake_record_name(relative)) == relative
     assert _decoded("not base64!") is None
 
 

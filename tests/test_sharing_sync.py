@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 
 from topkshape.sharing import METADATA, SNAPSHOT, export_metadata, sync_pulled_metadata
+from workflow_support import snakemake_record_name
 
 
 def _record(root, relative: str, end: float) -> None:
-    name = base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
+    name = snakemake_record_name(relative)
     folder = root / METADATA
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps({"endtime": end, "params": []}))

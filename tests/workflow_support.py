@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import subprocess
@@ -91,3 +92,8 @@ def make_fake_imagenet(root: Path, wnids: list[str], train_per_class: int = 3, v
             lines.append(f"{stem},{wnid} 1 1 20 20 ")
     (root / "LOC_val_solution.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def snakemake_record_name(relative: str) -> str:
+    """Snakemake's job-record file name for an output: its path in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(relative.encode()).decode().rstrip("=")
