@@ -387,3 +387,16 @@ def test_without_arguments_the_current_folder_is_restored(tmp_path, monkeypatch,
     monkeypatch.setattr(sys, "argv", ["sharing", "--export"])
     assert main() == 1
     assert "no Snakemake metadata under --export/.snakemake/metadata" in capsys.readouterr().err
+
+
+def test_experiment_records_are_the_files_whose_decoded_names_lie_under_its_data_or_results(tmp_path):
+    from topkshape.sharing import experiment_records
+
+    folder = tmp_path / "metadata"
+    assert experiment_records(folder, "exp") == []  # no folder yet
+    mine = [_record(tmp_path, rel, {}, folder) for rel in ("data/exp/S1", "results/exp/tables/table1.md", "results/exp")]
+    for other in ("results/expanded/x", "results/other/exp", "data/exp2", "logs/exp/train.log"):
+        _record(tmp_path, other, {}, folder)
+    (folder / "not base64!").write_text("{}")
+    (folder / snakemake_record_name("results/exp/dir")).mkdir()  # not a file: not a record
+    assert experiment_records(folder, "exp") == sorted(mine)

@@ -119,6 +119,17 @@ def _belongs_to(relative: str, experiment: str) -> bool:
     return any(relative == top or relative.startswith(top + "/") for top in (f"data/{experiment}", f"results/{experiment}"))
 
 
+def experiment_records(folder: Path, experiment: str) -> list[Path]:
+    """The job-record files in ``folder`` (Snakemake's metadata or a snapshot of it) of ``experiment``'s outputs.
+
+    A record's file name is its output's path in URL-safe base64; names that do not decode are not records.
+    """
+    if not folder.is_dir():
+        return []
+    return [path for path in sorted(folder.iterdir())
+            if path.is_file() and (relative := _decoded(path.name)) is not None and _belongs_to(relative, experiment)]
+
+
 def export_metadata(root: str | Path, experiment: str) -> int:
     """Copy the records of ``experiment``'s outputs to ``results/<experiment>/snakemake-metadata/``; returns the count.
 
@@ -132,12 +143,9 @@ def export_metadata(root: str | Path, experiment: str) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     copied = 0
-    metadata = root / METADATA
-    for record_file in sorted(metadata.iterdir()) if metadata.is_dir() else []:
-        relative = _decoded(record_file.name)
-        if relative is not None and record_file.is_file() and _belongs_to(relative, experiment):
-            shutil.copy2(record_file, staging / record_file.name)
-            copied += 1
+    for record_file in experiment_records(root / METADATA, experiment):
+        shutil.copy2(record_file, staging / record_file.name)
+        copied += 1
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return copied

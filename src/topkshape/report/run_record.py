@@ -26,7 +26,7 @@ import pandas as pd
 
 from topkshape.atomic import atomic_file
 from topkshape.errors import InputDataError
-from topkshape.sharing import METADATA, SNAPSHOT, _belongs_to, _decoded
+from topkshape.sharing import METADATA, SNAPSHOT, experiment_records
 from topkshape.stage_times import rule_names, stage_seconds
 
 # The tables a run writes (rules/*.smk), in the order the docs present them; absent ones are skipped.
@@ -52,10 +52,7 @@ def _records(root: Path, experiment: str) -> list[dict[str, Any]]:
     snapshot = root / "results" / experiment / SNAPSHOT
     folder = snapshot if snapshot.is_dir() else root / METADATA
     records = []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        relative = _decoded(path.name)
-        if relative is None or not _belongs_to(relative, experiment):
-            continue
+    for path in experiment_records(folder, experiment):
         record = json.loads(path.read_text())
         if record.get("starttime") and record.get("endtime"):
             records.append(record)
