@@ -501,3 +501,122 @@ def test_diagnostic_accuracies_are_tabulated_and_tested_against_chance_pooled_ov
     assert "| S1 | baseline | shape-only | 40 / 150 | 26.7 | 20.0 |" in markdown
     # The synthetic summaries above without the diagnostic sets: no block, no test.
     assert table1.chance_tests(table1.load_runs(_write_summaries(tmp_path / "plain"))).empty
+
+
+CHANCE_COLUMNS = ["subset", "variant", "set", "hits", "trials", "accuracy", "chance", "p", "above_chance"]
+
+
+def _binomial_tail(hits: int, trials: int, chance: float) -> float:
+    return sum(math.comb(trials, k) * chance**k * (1 - chance) ** (trials - k) for k in range(hits, trials + 1))
+
+
+def test_chance_tests_take_each_groups_own_classes_and_keep_sorted_order_whatever_the_input_order():
+    """Rows given S2 before S1; one S2 run of 4 classes (1 of 5 shape-only images right, chance 1/4) and
+    two S1 runs of 10 classes whose shape-only set is missing (NaN) and texture-only is 40% and 60% of 10."""
+    nan = float("nan")
+    runs = pd.DataFrame([
+        {"subset": "S2", "variant": "topk", "classes": 4, "shape_only": 20.0, "shape_only_images": 5, "texture_only": nan, "texture_only_images": 0},
+        {"subset": "S1", "variant": "baseline", "classes": 10, "shape_only": nan, "shape_only_images": 0, "texture_only": 40.0, "texture_only_images": 10},
+        {"subset": "S1", "variant": "baseline", "classes": 10, "shape_only": nan, "shape_only_images": 0, "texture_only": 60.0, "texture_only_images": 10},
+    ])
+    chance = table1.chance_tests(runs)
+    assert list(chance.columns) == CHANCE_COLUMNS
+    assert chance[["subset", "variant", "set", "hits", "trials"]].values.tolist() == [["S1", "baseline", "texture_only", 10, 20],
+                                                                                        ["S2", "topk", "shape_only", 1, 5]]
+    s1, s2 = chance.iloc[0], chance.iloc[1]
+    assert (s1["accuracy"], s1["chance"]) == (50.0, 10.0) and (s2["accuracy"], s2["chance"]) == (20.0, 25.0)
+    assert s1["p"] == pytest.approx(_binomial_tail(10, 20, 0.1), rel=1e-9) and bool(s1["above_chance"])
+    assert s2["p"] == pytest.approx(_binomial_tail(1, 5, 0.25), rel=1e-9) and not s2["above_chance"]  # p = 0.76
+
+
+def test_a_diagnostic_accuracy_with_no_image_count_has_no_test_and_no_accuracy():
+    runs = pd.DataFrame([{"subset": "S1", "variant": "baseline", "classes": 5, "shape_only": 30.0, "shape_only_images": 0}])
+    row = table1.chance_tests(runs).iloc[0]
+    assert (row["hits"], row["trials"]) == (0, 0)
+    assert math.isnan(row["accuracy"]) and math.isnan(row["p"]) and not row["above_chance"]
+
+
+def test_no_diagnostic_sets_give_an_empty_table_with_the_named_columns():
+    runs = pd.DataFrame([{"subset": "S1", "variant": "baseline", "classes": 5}])
+    chance = table1.chance_tests(runs)
+    assert chance.empty and list(chance.columns) == CHANCE_COLUMNS
+
+
+def test_summaries_without_image_counts_count_zero_images(tmp_path):
+    path = tmp_path / "train" / "S1" / "baseline" / "seed0" / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"settings": {"seed": 0}, "classes": ["b", "a"], "mean_images_per_s": 1.0,
+                                "final_epoch": {"clean_acc": 0.5, "stylized_acc": 0.2, "shape_only_acc": 0.3},
+                                "best_epoch": {"clean_acc": 0.5, "stylized_acc": 0.2}}))
+    run = table1.load_runs([path]).iloc[0]
+    assert (run["shape_only_images"], run["texture_only_images"]) == (0, 0)
+    assert run["class_names"] == ("a", "b") and run["classes"] == 2
+
+
+def test_paper_classes_are_read_from_the_paper_yaml_beside_the_reference_values(tmp_path):
+    reference = tmp_path / "paper_reference.yaml"
+    assert table1.paper_classes(reference) == {}  # no paper.yaml beside it
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump({"data": {"subsets": {"S1": ["n2", "n1"], "S2": ["n3"]}}}))
+    assert table1.paper_classes(reference) == {"S1": ["n2", "n1"], "S2": ["n3"]}
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump({"data": {"fewshot": {"jeep": "n4"}}}))
+    assert table1.paper_classes(reference) == {}
+    (tmp_path / "paper.yaml").write_text("")
+    assert table1.paper_classes(reference) == {}
+
+
+def test_only_subsets_run_on_exactly_the_paper_classes_are_comparable():
+    runs = pd.DataFrame([
+        {"subset": "S1", "class_names": ("a", "b")}, {"subset": "S1", "class_names": ("a", "b")},
+        {"subset": "S2", "class_names": ("c", "d")}, {"subset": "S2", "class_names": ("c", "e")},  # one run on other classes
+        {"subset": "S3", "class_names": ("f",)},  # not in the paper config
+    ])
+    assert table1.comparable_subsets(runs, {"S1": ["b", "a"], "S2": ["d", "c"]}) == {"S1"}
+    assert table1.comparable_subsets(runs.drop(columns="class_names"), {"S1": ["a", "b"]}) == set()
+
+
+def test_the_note_names_the_subsets_that_get_no_paper_values():
+    assert table1._not_comparable_note(["S2", "S1"]) == (
+        "The paper's values (Li et al. 2023) are ImageNet's IN-S1/IN-S2 and not comparable with this run's S1, S2 "
+        "(another data source or other classes): no paper column, no Δ.")
+
+
+def test_write_table1_on_other_classes_gives_the_note_the_diagnostic_blocks_and_the_chance_tests_in_full(tmp_path):
+    """Two S1 baseline runs on classes a-e (not the paper's): clean 90/94, stylized 30/50, best 92/96 and 34/52,
+    shape-only 40%/60% and texture-only 10%/20% of 10 images each. Every number below is worked out by hand:
+    std (n-1) of two values = |difference| / sqrt(2); shape-only 10 of 20 and texture-only 3 of 20 against 1/5."""
+    paths = []
+    for seed, (clean, stylized, shape, texture, best_clean, best_stylized) in enumerate([(0.90, 0.30, 0.40, 0.10, 0.92, 0.34),
+                                                                                        (0.94, 0.50, 0.60, 0.20, 0.96, 0.52)]):
+        path = tmp_path / "train" / "S1" / "baseline" / f"seed{seed}" / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"settings": {"seed": seed}, "classes": list("abcde"), "mean_images_per_s": 1.0,
+                                    "final_epoch": {"clean_acc": clean, "stylized_acc": stylized, "shape_only_acc": shape, "texture_only_acc": texture},
+                                    "best_epoch": {"clean_acc": best_clean, "stylized_acc": best_stylized},
+                                    "diagnostic_images": {"shape_only": 10, "texture_only": 10}}))
+        paths.append(path)
+    reference = tmp_path / "paper_reference.yaml"
+    reference.write_text(yaml.safe_dump({"table1": REFERENCE}))
+    out = {kind: tmp_path / f"table1.{kind}" for kind in ("csv", "md", "tex", "json")}
+    table1.write_table1(paths, reference, out, "Table 1", paper_subsets=PAPER_SUBSETS)
+    shape_p, texture_p = _binomial_tail(10, 20, 0.2), _binomial_tail(3, 20, 0.2)
+    assert shape_p < 0.05 < texture_p
+    others = ["| ResNet-18 w. Top-K during training | – | – |", "| ResNet-18 w. Top_K_Mean_Rpl during training | – | – |"]
+    expected = [
+        "# Table 1", "",
+        "## Final epoch (main result; mean ± std over 2 seeds)", "",
+        "| Top-1 acc. (%) | S1 clean | S1 stylized |", "|---|---|---|", "| ResNet-18 | 92.0 ± 2.8 | 40.0 ± 14.1 |", *others, "",
+        "The paper's values (Li et al. 2023) are ImageNet's IN-S1/IN-S2 and not comparable with this run's S1 (another data "
+        "source or other classes): no paper column, no Δ.", "",
+        "## Paper code's protocol: best epoch per set, chosen on that set (optimistic)", "",
+        "| Top-1 acc. (%) | S1 clean | S1 stylized |", "|---|---|---|", "| ResNet-18 | 94.0 ± 2.8 | 43.0 ± 12.7 |", *others, "",
+        "## Diagnostic sets at the final epoch: which cue was learned (accuracy %)", "",
+        "| Top-1 acc. (%) | S1 shape-only | S1 texture-only |", "|---|---|---|", "| ResNet-18 | 50.0 ± 14.1 | 15.0 ± 7.1 |", *others, "",
+        "## Diagnostic accuracy against chance (pooled over seeds, one-sided binomial test)", "",
+        "| subset | variant | set | correct / images | acc. % | chance % | p | above chance |", "|---|---|---|---|---|---|---|---|",
+        f"| S1 | baseline | shape-only | 10 / 20 | 50.0 | 20.0 | {shape_p:.3g} | yes |",
+        f"| S1 | baseline | texture-only | 3 / 20 | 15.0 | 20.0 | {texture_p:.3g} | no |", "",
+        "## Welch t-test on the stylized sets (final epoch)", "",
+        "| subset | comparison | Δ acc. | t | p | runs |", "|---|---|---|---|---|---|",
+        "| S1 | topk - baseline | – | – | – | 0 vs 2 |", "| S1 | topk_mean_rpl - baseline | – | – | – | 0 vs 2 |",
+    ]
+    assert out["md"].read_text() == "\n".join(expected) + "\n"
