@@ -214,3 +214,36 @@ def test_sample_grid_draws_one_row_per_preview_split_into_its_samples_and_labell
     outs = [tmp_path / "grid.png", tmp_path / "copy" / "grid.pdf"]
     table2.sample_grid(previews, outs)
     assert Image.open(outs[0]).format == "PNG" and outs[1].read_bytes()[:5] == b"%PDF-"
+
+
+def _preview(root: Path, cls: str, variant: str, size: tuple[int, int]) -> Path:
+    path = root / cls / variant / "seed0" / "preview.png"
+    path.parent.mkdir(parents=True)
+    Image.new("RGB", size, (10, 20, 30)).save(path)
+    return path
+
+
+def test_a_preview_that_is_no_row_of_whole_squares_is_one_tile(tmp_path):
+    assert [t.shape for t in table2.preview_tiles(_preview(tmp_path, "a", "fastgan", (30, 10)))] == [(10, 10, 3)] * 3
+    assert [t.shape for t in table2.preview_tiles(_preview(tmp_path, "b", "fastgan", (50, 20)))] == [(20, 50, 3)]  # 2.5 squares
+
+
+def test_sample_grid_size_layout_and_labels(tmp_path):
+    """Two rows, 3 columns: the figure is min(5.5, 1.3 + 0.55 x 3) = 2.95 in wide and 0.45 + 0.5 x 2 = 1.45 in
+    high; a row with fewer samples hides its empty axes; samples are drawn pixel for pixel."""
+    previews = [_preview(tmp_path, "jeep", "fastgan", (30, 10)), _preview(tmp_path, "fish", "fastgan_topk", (12, 12))]
+    fig = table2.sample_grid_figure(previews)
+    assert tuple(fig.get_size_inches()) == pytest.approx((2.95, 1.45))
+    assert type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [[ax.axison for ax in row] for row in axes] == [[True, True, True], [True, False, False]]
+    assert {ax.images[0].get_interpolation() for row in axes for ax in row if ax.images} == {"nearest"}
+    label = axes[1][0].yaxis.label
+    assert (label.get_text(), label.get_rotation(), label.get_ha(), label.get_va()) == ("fish\nFastGAN w. Top-K (ours)", 0.0, "right", "center")
+    assert fig.get_suptitle() == "samples of each generator (first seed)"
+    one_row = table2.sample_grid_figure([previews[0]])  # a single row is still a row of axes
+    assert len(one_row.axes) == 3 and tuple(one_row.get_size_inches()) == pytest.approx((2.95, 0.95))
+    empty = table2.sample_grid_figure([])
+    assert len(empty.axes) == 1 and tuple(empty.get_size_inches()) == pytest.approx((1.85, 0.95))
+    wide = table2.sample_grid_figure([_preview(tmp_path, "train", "fastgan", (120, 10))])  # 12 columns: capped at the text width
+    assert tuple(wide.get_size_inches()) == pytest.approx((5.5, 0.95))
