@@ -185,3 +185,40 @@ def test_a_block_called_with_extra_arguments_keeps_its_signature_and_a_deep_copy
     assert torch.equal(model(x), expected)
     assert torch.equal(copy.deepcopy(model)(x), expected)
     assert sorted(topk_layers(model)) == ["blocks.0.topk"]
+
+
+def _four_layers() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.ReLU())
+
+
+def test_under_random_ties_the_ith_layer_of_the_spec_draws_from_tie_seed_plus_i_in_its_mode():
+    model = insert_topk(_four_layers(), ["1", "3"], fraction=0.5, ties="random", tie_seed=7, mode="non_topk")
+    assert {n: (type(m).__name__, m.keep, m.tie_generator.initial_seed()) for n, m in topk_layers(model).items()} == {
+        "1_topk": ("TopK", "non_topk", 7), "3_topk": ("TopK", "non_topk", 8)}
+    default = insert_topk(_four_layers(), ["1", "3"], fraction=0.5, ties="random")
+    assert [m.tie_generator.initial_seed() for m in topk_layers(default).values()] == [0, 1]
+    mean = insert_topk(_four_layers(), {"3": 0.25}, ties="random", tie_seed=5, mode="mean_replace")
+    layer = topk_layers(mean)["3_topk"]
+    assert isinstance(layer, TopKMeanReplace) and layer.fraction == 0.25 and layer.tie_generator.initial_seed() == 5
+
+
+def test_a_named_layout_wraps_only_that_layer_with_its_prefix():
+    model = insert_topk(_four_layers(), ["1", "3"], fraction=0.5, layouts={"3": ("tokens", 1)})
+    wrapped, plain = model._modules["3_topk"], model._modules["1_topk"]
+    assert (type(wrapped).__name__, wrapped.layout, wrapped.prefix, type(wrapped.inner).__name__) == ("LayoutTopK", "tokens", 1, "TopK")
+    assert type(plain).__name__ == "TopK"
+
+
+def test_a_module_that_already_has_a_topk_child_is_refused_by_name():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    model = insert_topk(Block(), ["conv"], fraction=0.5)
+    with pytest.raises(ValueError) as err:
+        insert_topk(model, ["conv"], fraction=0.5)
+    assert str(err.value) == "Conv2d already has a child named 'topk'"
