@@ -15,6 +15,7 @@ import statistics
 from itertools import product
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from topkshape.gan.fidelity import (
     sample_files,
     save_random_inception_weights,
 )
+from topkshape.gan.images import square_image
 from topkshape.ops import TopK, TopKMeanReplace
 
 MEANS = "test-red-green-means"
@@ -487,3 +489,19 @@ def test_random_inception_weights_follow_the_seed_are_he_normal_and_leave_global
     assert fc.std().item() == pytest.approx(1 / math.sqrt(fc.shape[1]), rel=0.02)
     assert abs(fc.mean().item()) < 0.02 / math.sqrt(fc.shape[1])
     assert not weights["fc.bias"].any()
+
+
+def test_prepare_real_images_resamples_with_the_filter_asked_for(tmp_path):
+    # A 2-px checkerboard scaled 20 -> 8 px: PIL's bilinear and bicubic filters give different pixels,
+    # and the written copy must be the one the training loader makes with the same filter.
+    source = tmp_path / "src"
+    source.mkdir()
+    board = np.kron((np.indices((10, 10)).sum(axis=0) % 2) * 255, np.ones((2, 2))).astype(np.uint8)
+    Image.fromarray(np.stack([board] * 3, axis=-1)).save(source / "board.png")
+    written = {}
+    for resample in ("bilinear", "bicubic"):
+        folder = prepare_real_images(source, tmp_path / resample, 8, resample=resample)
+        with Image.open(folder / "00000_board.png") as image:
+            written[resample] = np.asarray(image)
+        np.testing.assert_array_equal(written[resample], np.asarray(square_image(source / "board.png", 8, "center_crop", resample)))
+    assert not np.array_equal(written["bilinear"], written["bicubic"])
