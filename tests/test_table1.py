@@ -474,6 +474,10 @@ def test_table_json_carries_the_given_provenance_beside_unchanged_metrics(tmp_pa
     assert with_record == metrics
 
 
+def _binomial_tail(hits: int, trials: int, chance: float) -> float:
+    return sum(math.comb(trials, k) * chance**k * (1 - chance) ** (trials - k) for k in range(hits, trials + 1))
+
+
 def test_diagnostic_accuracies_are_tabulated_and_tested_against_chance_pooled_over_seeds(tmp_path):
     """Shape-only accuracies 24%, 26%, 30% of 50 images each (5 classes): 40 of 150 correct, tested
     against 1/5 one-sided; texture-only 90% each. A run without the sets adds nothing."""
@@ -490,7 +494,7 @@ def test_diagnostic_accuracies_are_tabulated_and_tested_against_chance_pooled_ov
     runs = table1.load_runs(paths)
     chance = table1.chance_tests(runs).set_index("set")
     assert (chance.loc["shape_only", "hits"], chance.loc["shape_only", "trials"]) == (40, 150)
-    expected = sum(math.comb(150, k) * 0.2**k * 0.8 ** (150 - k) for k in range(40, 151))
+    expected = _binomial_tail(40, 150, 0.2)
     assert chance.loc["shape_only", "p"] == pytest.approx(expected, rel=1e-9)
     assert chance.loc["shape_only", "above_chance"] == (expected < 0.05)
     assert chance.loc["texture_only", "hits"] == 135 and chance.loc["texture_only", "above_chance"]
@@ -504,10 +508,6 @@ def test_diagnostic_accuracies_are_tabulated_and_tested_against_chance_pooled_ov
 
 
 CHANCE_COLUMNS = ["subset", "variant", "set", "hits", "trials", "accuracy", "chance", "p", "above_chance"]
-
-
-def _binomial_tail(hits: int, trials: int, chance: float) -> float:
-    return sum(math.comb(trials, k) * chance**k * (1 - chance) ** (trials - k) for k in range(hits, trials + 1))
 
 
 def test_chance_tests_take_each_groups_own_classes_and_keep_sorted_order_whatever_the_input_order():
