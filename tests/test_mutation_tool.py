@@ -119,3 +119,31 @@ def test_the_scores_table_names_each_groups_own_run_and_every_group_without_one(
     assert "1 problem(s):\n- x: gone" in text
     facts = tool.run_facts()
     assert set(facts) == {"commit", "date", "machine", "python", "mutmut"} and facts["commit"]
+
+
+def test_the_scratch_copy_gives_mutmuts_test_folder_the_project_files_and_the_shared_data(tool, tmp_path, monkeypatch):
+    """mutmut runs the tests in <workdir>/mutants/ with only src/, tests/ and also_copy: a test reading
+    config.yaml or the Snakefile beside them must find it there, and one reading ../shared must not skip."""
+    import tomllib
+
+    project = tmp_path / "project"
+    (project / "src" / "pkg").mkdir(parents=True)
+    (project / "src" / "pkg" / "m.py").write_text("x = 1\n")
+    (project / "tests").mkdir()
+    for name in tool.PROJECT_FOLDERS:
+        (project / name).mkdir()
+        (project / name / "f.txt").write_text(name)
+    for name in tool.PROJECT_FILES:
+        (project / name).write_text(name)
+    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "-q"\n[tool.mutmut]\nsource_paths = ["src"]\nalso_copy = ["config/"]\n')
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setattr(tool, "ROOT", project)
+    workdir = tmp_path / "build" / "g"
+    tool.prepare_workdir(workdir, ["src/pkg/m.py"], ["tests/test_m.py"])
+    settings = tomllib.loads((workdir / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert settings["also_copy"] == ["config/", "profiles/", "rules/", "workflow_scripts/", "docs/", *tool.PROJECT_FILES]
+    assert (settings["only_mutate"], settings["pytest_add_cli_args_test_selection"]) == (["src/pkg/m.py"], ["tests/test_m.py"])
+    assert all((workdir / name).is_file() for name in tool.PROJECT_FILES)
+    # A test file at mutants/tests/x.py looks for parents[2] / "shared".
+    assert (workdir / "mutants" / "tests" / "x.py").parents[2] / "shared" == workdir / "shared"
+    assert (workdir / "shared").resolve() == (tmp_path / "shared").resolve()

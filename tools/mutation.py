@@ -65,18 +65,30 @@ def _toml_value(value) -> str:
     return "[" + ", ".join(_toml_value(v) for v in value) + "]"
 
 
+# What the groups' tests read besides the code: the SLURM profile, the workflow, the README and docs.
+PROJECT_FOLDERS = ("config", "profiles", "rules", "workflow_scripts", "docs")
+PROJECT_FILES = ("README.md", "Snakefile", "config.yaml", "Makefile")
+
+
 def prepare_workdir(workdir: Path, modules: list[str], tests: list[str]) -> None:
     """A fresh scratch copy with a pyproject that names only ``modules`` and ``tests``."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
-    # What the groups' tests read besides the code: the SLURM profile, the workflow, the README and docs.
-    for name in ("src", "tests", "config", "profiles", "rules", "workflow_scripts", "docs"):
+    for name in ("src", "tests", *PROJECT_FOLDERS):
         shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
-    for name in ("README.md", "Snakefile", "config.yaml", "Makefile"):
+    for name in PROJECT_FILES:
         shutil.copy2(ROOT / name, workdir / name)
+    # mutmut runs the tests in workdir/mutants/, so a test's ``parents[2] / "shared"`` is workdir/shared:
+    # the data beside the checkout, linked, so that the tests needing it run instead of skipping.
+    shared = ROOT.parent / "shared"
+    if shared.is_dir():
+        (workdir / "shared").symlink_to(shared.resolve(), target_is_directory=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    config = {**project["tool"]["mutmut"], "only_mutate": modules, "pytest_add_cli_args_test_selection": tests}
+    # mutmut copies into mutants/ only src/, tests/ and its also_copy list.
+    also_copy = [*project["tool"]["mutmut"].get("also_copy", []), *(f"{name}/" for name in PROJECT_FOLDERS), *PROJECT_FILES]
+    config = {**project["tool"]["mutmut"], "also_copy": list(dict.fromkeys(also_copy)), "only_mutate": modules,
+              "pytest_add_cli_args_test_selection": tests}
     lines = ["[tool.pytest.ini_options]"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in project["tool"]["pytest"]["ini_options"].items()]
     lines += ["", "[tool.mutmut]"] + [f"{key} = {_toml_value(value)}" for key, value in config.items()]
