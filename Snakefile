@@ -8,7 +8,7 @@ import sys
 import yaml
 from snakemake.utils import min_version
 
-from topkshape.config import validate_config
+from topkshape.config import gan_sets, validate_config
 from topkshape.errors import ConfigError
 from topkshape.plan_checks import workflow_resource_problems
 from topkshape.shape_bias.tags import sweep_tags
@@ -68,6 +68,8 @@ RESULTS = f"results/{EXP}"
 LOGS = f"logs/{EXP}"
 SUBSETS = list(config["data"]["subsets"])
 FEWSHOT = list(config["data"]["fewshot"])
+# The sets the GAN stage trains on (gan.fewshot_sets; null: all of FEWSHOT, each extracted either way).
+GAN_SETS = gan_sets(config)
 VARIANTS = ["baseline", "topk", "topk_mean_rpl"]
 SEEDS = config["train"]["seeds"]
 SB_TAGS = sweep_tags(config["shape_bias"]["fractions"], config["shape_bias"]["modes"])
@@ -162,7 +164,7 @@ rule all:
         rules.ood_report.output if OOD_NAMES else [],
         rules.texture_synthesis.output,
         rules.mask_dynamics.output,
-        rules.gan_mask_dynamics.output if FEWSHOT else [],
+        rules.gan_mask_dynamics.output if GAN_SETS else [],
         rules.table2.output,
     default_target: True
 

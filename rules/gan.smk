@@ -5,9 +5,9 @@ GAN = config["gan"]
 GAN_VARIANTS = ["fastgan", "fastgan_topk"]
 GAN_RUN = f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{{gan_seed}}"
 GAN_CLASSIFIER = GAN["eval"]["feature_extractor"] == "classifier"
-# What one training job uses: not the seed list or the per-set Top-K table (the job's own
+# What one training job uses: not the seed or set lists or the per-set Top-K table (the job's own
 # fraction is its own param), and of the evaluation options only the snapshot interval.
-GAN_TRAIN_PARAMS = {key: value for key, value in GAN.items() if key not in ("seeds", "eval", "topk_fraction")}
+GAN_TRAIN_PARAMS = {key: value for key, value in GAN.items() if key not in ("seeds", "fewshot_sets", "eval", "topk_fraction")}
 
 
 GAN_FID_DURING_TRAINING = GAN["rollback"]["enabled"]
@@ -67,8 +67,8 @@ rule gan_eval:
 
 rule table2:
     input:
-        metrics=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{{gan_seed}}/metrics.json", fewshot=FEWSHOT, gan_variant=GAN_VARIANTS, gan_seed=GAN["seeds"]),
-        previews=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{GAN['seeds'][0]}/preview.png", fewshot=FEWSHOT, gan_variant=GAN_VARIANTS),
+        metrics=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{{gan_seed}}/metrics.json", fewshot=GAN_SETS, gan_variant=GAN_VARIANTS, gan_seed=GAN["seeds"]),
+        previews=expand(f"{RESULTS}/gan/{{fewshot}}/{{gan_variant}}/seed{GAN['seeds'][0]}/preview.png", fewshot=GAN_SETS, gan_variant=GAN_VARIANTS),
         reference=PAPER_REFERENCE,
     output:
         csv=report(f"{RESULTS}/tables/table2.csv", caption="../report/table2.rst", category="Table 2"),

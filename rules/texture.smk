@@ -3,7 +3,7 @@
 TX = config["texture"]
 TX_TRAINED = TX["feature_net"].startswith("trained_")
 MASK_SUBSET = TX["mask_dynamics"]["subset"] or SUBSETS[0]
-GAN_MASK_SET = FEWSHOT[0] if FEWSHOT else "none"
+GAN_MASK_SET = GAN_SETS[0] if GAN_SETS else "none"
 
 
 rule texture_synthesis:

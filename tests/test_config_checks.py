@@ -21,6 +21,7 @@ from topkshape.config import (
     MIN_INPUT_SIZE,
     SHALLOW_MODULES,
     first_topk_channels,
+    gan_sets,
     load_schema,
     module_names,
     nest_dotted_keys,
@@ -363,6 +364,26 @@ def test_paper_fewshot_key_without_a_fewshot_set_is_rejected_naming_it():
     config["data"]["paper_fewshot"] = {"jeeep": "jeep"}
     with pytest.raises(ConfigError, match=r"data\.paper_fewshot\.jeeep.*no few-shot set"):
         validate_config(config, check_paths=False)
+
+
+# --- the GAN stage's few-shot sets (gan.fewshot_sets) ------------------------------------------------
+
+
+def test_gan_sets_are_every_fewshot_set_unless_listed_in_the_order_listed():
+    two = changed(DEFAULT, data__fewshot={"hexagon": "hexagon", "star": "star"}, gan__topk_fraction={"hexagon": 0.05, "star": 0.1})
+    assert gan_sets(validate_config(two, check_paths=False)) == ["hexagon", "star"]
+    assert gan_sets(validate_config(changed(two, gan__fewshot_sets=["star"]), check_paths=False)) == ["star"]
+    assert gan_sets(validate_config(changed(two, gan__fewshot_sets=["star", "hexagon"]), check_paths=False)) == ["star", "hexagon"]
+
+
+def test_gan_sets_must_name_fewshot_sets_and_need_a_fraction_only_for_the_sets_trained():
+    assert error_of(changed(DEFAULT, gan__fewshot_sets=["hexagon", "hexagn"])) == (
+        "config key 'gan.fewshot_sets': 'hexagn' is not a few-shot set in data.fewshot")
+    assert error_of(changed(DEFAULT, gan__fewshot_sets=[])).startswith("config key 'gan.fewshot_sets'")
+    assert error_of(changed(DEFAULT, gan__fewshot_sets=["hexagon", "hexagon"])).startswith("config key 'gan.fewshot_sets'")
+    two = changed(DEFAULT, data__fewshot={"hexagon": "hexagon", "star": "star"}, gan__topk_fraction={"hexagon": 0.05})
+    assert error_of(two) == "config key 'gan.topk_fraction': no Top-K fraction for few-shot set 'star'"
+    validate_config(changed(two, gan__fewshot_sets=["hexagon"]), check_paths=False)
 
 
 # --- home textures (data.synthetic.home_textures) ------------------------------------------------------

@@ -304,7 +304,7 @@ def test_the_configs_gan_sections_build_settings_with_the_paper_protocol_where_s
 
     path = Path(__file__).resolve().parents[1] / config
     gan = yaml.safe_load(path.read_text())["gan"]
-    train_params = {k: v for k, v in gan.items() if k not in ("seeds", "eval", "topk_fraction")}  # as rules/gan.smk
+    train_params = {k: v for k, v in gan.items() if k not in ("seeds", "fewshot_sets", "eval", "topk_fraction")}  # as rules/gan.smk
     settings = GanSettings.from_params(train_params, seed=0)
     assert settings.recon_loss == recon_loss and settings.rollback.enabled == rollback
     if iterations is not None:

@@ -36,3 +36,20 @@ def test_paper_config_plans_every_stage_with_the_paper_counts(tmp_path):
     for rule in ("train", "gan_train", "gan_eval", "cue_conflict_eval", "texture_synthesis", "stylized", "ood_eval"):
         blocks = [b.split("\n\n")[0] for b in plan.stdout.split(f"rule {rule}:")[1:]]
         assert blocks and all("gpu=1" in block for block in blocks), rule
+
+
+def test_smoke_overlay_trains_the_gan_on_two_sets_and_still_extracts_all_four(tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    pinned = write_config(work / "pinned.yaml", base="config/paper.yaml", stylize__adain__encoder_sha256="a" * 64,
+                          stylize__adain__decoder_sha256="b" * 64, robustness__ood__sha256={name: "c" * 64 for name in OOD_DATASETS})
+    plan = snakemake(work, "all", "-n", "--cores", "2", "--configfile", str(pinned), "config/paper-smoke.yaml",
+                     "--config", f"imagenet_root={tmp_path / 'imagenet'}")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", plan.stdout, re.MULTILINE)}
+    assert counts["gan_train"] == counts["gan_eval"] == 2 * 2 * 1  # gan.fewshot_sets x variants x seeds
+    assert counts["fewshot"] == 4
+    trained = set(re.findall(r"results/paper-smoke/gan/(\w+)/fastgan/seed0/generator_ema\.pt", plan.stdout))
+    assert trained == {"jeep", "train"}
+    # The mask-dynamics figure reads the first listed set's Top-K run.
+    assert "results/paper-smoke/gan/jeep/fastgan_topk/seed0/generator_ema.pt" in plan.stdout.split("rule gan_mask_dynamics:")[1].split("\n\n")[0]

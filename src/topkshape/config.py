@@ -70,6 +70,14 @@ def load_schema() -> dict[str, Any]:
     return yaml.safe_load(resources.files("topkshape").joinpath("config_schema.yaml").read_text())
 
 
+def gan_sets(config: Mapping[str, Any]) -> list[str]:
+    """The few-shot sets the GAN stage trains on: gan.fewshot_sets, or every set of data.fewshot when it is null.
+
+    A list of its own because data.fewshot is a mapping, which Snakemake merges across config files: an
+    overlay (the smoke run's) can add sets to it but never remove one."""
+    return list(config["gan"].get("fewshot_sets") or config["data"]["fewshot"])
+
+
 def first_topk_channels(arch: str, width: int) -> int:
     """Channels of the map at ``arch``'s first Top-K position (masks are recorded there)."""
     return {"alexnet": 64, "vgg16": 64, "resnet18": 128, "resnet18_cifar": 2 * width}[arch]
@@ -684,10 +692,13 @@ def _reference_problems(config: dict[str, Any], check_paths: bool) -> Iterator[s
     if subset is not None and subset not in data["subsets"]:
         yield f"config key 'texture.mask_dynamics.subset': {subset!r} is not in data.subsets"
     gan = config["gan"]
+    for name in gan["fewshot_sets"] or []:
+        if name not in data["fewshot"]:
+            yield f"config key 'gan.fewshot_sets': {name!r} is not a few-shot set in data.fewshot"
     for name in gan.get("topk_fraction", {}):
         if name not in data["fewshot"]:
             yield f"config key 'gan.topk_fraction.{name}': not a few-shot set in data.fewshot"
-    missing = [name for name in data["fewshot"] if name not in gan.get("topk_fraction", {})]
+    missing = [name for name in gan_sets(config) if name not in gan.get("topk_fraction", {})]
     if missing:
         yield f"config key 'gan.topk_fraction': no Top-K fraction for few-shot set {missing[0]!r}"
     evaluation = gan["eval"]

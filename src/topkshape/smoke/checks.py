@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from topkshape.config import gan_sets
 from topkshape.errors import InputDataError
 from topkshape.shape_bias.tags import sweep_tags
 
@@ -215,7 +216,7 @@ def check_outputs(root: Path, config: dict, summary_tsv: str | None = None) -> N
     check_table1(results / "tables", config["data"]["subsets"])
     if config.get("robustness", {}).get("corruptions", {}).get("enabled"):
         check_table1b(results / "tables", config["data"]["subsets"], config["robustness"]["corruptions"])
-    check_table2(results / "tables", config["data"]["fewshot"])
+    check_table2(results / "tables", gan_sets(config))
     check_gan_runs(results)
     shape_bias = config["shape_bias"]
     check_shape_bias(results / "tables", shape_bias["models"], shape_bias["fractions"], shape_bias["references"]["files"],
