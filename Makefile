@@ -17,8 +17,11 @@ all: $(STAMP)
 paper-smoke: $(STAMP)
 	$(BIN)/python -m topkshape.smoke
 
+# Two xdist workers, one test file each at a time, longest files first (tests/conftest.py): the 2 cores
+# stay busy while the paper smoke run takes one worker. TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q --durations=30
+	TOPKSHAPE_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q --durations=30 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The suite without the tests marked `slow` (workflow and DVC runs, training, SLURM, the paper smoke
 # run, the docs build): a few minutes on 2 cores, for while you work. CI runs `make test`, all of it.

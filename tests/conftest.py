@@ -69,3 +69,17 @@ def cpu_selection_backend(request, monkeypatch):
     elif (reason := compiled_select_missing()) is not None:
         pytest.skip(reason)
     return request.param
+
+
+# The files whose tests take longest (the paper smoke run alone is ~14 min on 2 cores), run first. Under
+# `make test`'s two xdist workers (--dist loadfile, in collection order) one worker starts the smoke run at
+# once while the other takes the rest; last, it would leave one worker alone with it at the end.
+LONGEST_FIRST = ("test_paper_smoke.py", "test_dvc.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
