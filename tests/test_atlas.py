@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from topkshape.config import validate_config
 from topkshape.data.synthetic import write_sixteen_category_stimuli
-from topkshape.errors import ConfigError
+from topkshape.errors import ConfigError, InputDataError
 from topkshape.report.shape_bias_atlas import write_atlas
 from topkshape.shape_bias.analysis import read_raw_csv, shape_bias, texture_category
 from topkshape.shape_bias.atlas import AtlasEntry, atlas_entries, run_atlas_entry
@@ -102,3 +103,77 @@ def test_one_entry_runs_every_setting_records_what_it_ran_and_feeds_the_atlas_ta
     assert "| squeeze | torchvision:squeezenet1_1 | features.[25] | plain |" in text and text.count("†") == 1 + 3  # the legend and each row
     with Image.open(out["png"]) as image:
         assert image.size[0] > 300
+
+
+def test_atlas_entries_name_what_is_wrong_in_one_line_each():
+    assert atlas_entries([{"name": "a", "model": "torchvision:resnet18", "seed": None, "weights_sha256": None}]) == [
+        AtlasEntry("a", "torchvision:resnet18", seed=0, weights_sha256=None)]  # a null takes the default, and the pin stays null
+    problems = [
+        ([{"name": "a", "model": "torchvision:resnet18", "zeta": 1, "alpha": 2}], "shape_bias.atlas[0]: unknown key(s) alpha, zeta"),
+        ([{"name": "a", "model": "torchvision:resnet18"}, {"name": "9b", "model": "torchvision:resnet18"}],
+         "shape_bias.atlas[1].name '9b': letters, digits and _ only, starting with a letter"),
+        ([{"name": "a", "model": "torchvision:resnet18"}, {"name": "a", "model": "torchvision:vgg16"}], "shape_bias.atlas[1].name 'a' is used twice"),
+        ([{"name": "a", "model": "torchvision:resnet18", "placement": "  "}], "shape_bias.atlas[0].placement is empty"),
+    ]
+    for entries, message in problems:
+        with pytest.raises(ConfigError) as error:
+            atlas_entries(entries)
+        assert str(error.value) == message
+    with pytest.raises(ConfigError):
+        atlas_entries([{"name": "a", "model": "keras:resnet"}])
+
+
+def test_one_entry_job_passes_its_settings_on_and_records_the_weights_it_read(stimuli, tmp_path, monkeypatch, caplog):
+    """The job's own wiring, read at the calls; the sweep itself is tested above and in test_shape_bias_evaluate."""
+    import logging
+
+    from topkshape.shape_bias import atlas
+
+    sweeps, threads, loads = [], [], []
+    monkeypatch.setattr(atlas, "sweep_settings", lambda *args, **kwargs: sweeps.append((args[3:6], kwargs)))
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    real_load = atlas.load_stimuli
+    monkeypatch.setattr(atlas, "load_stimuli", lambda *args, **kwargs: loads.append((args[1:], kwargs)) or real_load(*args, **kwargs))
+    torch.manual_seed(5)
+    weights = tmp_path / "squeeze.pth"
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    # As the workflow runs it: the named torchvision weights, downloaded to a file beforehand.
+    entry = AtlasEntry("squeeze", "torchvision:squeezenet1_1", "IMAGENET1K_V1", placement="features.[25]")
+    tags, raws = ["none", "topk10"], [tmp_path / "a.csv", tmp_path / "b.csv"]
+    with caplog.at_level(logging.INFO, logger="topkshape.shape_bias.atlas"):
+        record = run_atlas_entry(entry, tags, stimuli, raws, record_output=tmp_path / "r.json", weights_file=weights)
+    assert threads == [1] and loads == [((224,), {"threads": 1, "per_class": None})]
+    [(args, options)] = sweeps
+    assert args == ("squeeze", tags, raws)
+    preprocess = options.pop("preprocess")
+    assert options == {"batch_size": 32, "ties": None, "tie_seed": 0, "device": torch.device("cpu"), "ties_output": None}
+    assert preprocess.input_size == 224 and preprocess.as_record() == record["preprocessing"]
+    assert record["weights"] == f"IMAGENET1K_V1 ({weights})" and record["weights_sha256"] == digest
+    assert record["model"] == "torchvision:squeezenet1_1" and record["seed"] == 0 and record["placement"] == "features.[25]"
+    assert record["positions"] == [{"module": "features.2", "kind": "spatial", "output": [64, 55, 55]},
+                                   {"module": "features.5", "kind": "spatial", "output": [128, 27, 27]}]
+    assert record["stimuli"] == 16
+    assert record["entry"] == {"name": "squeeze", "model": "torchvision:squeezenet1_1", "weights": "IMAGENET1K_V1", "seed": 0,
+                               "placement": "features.[25]", "weights_sha256": None}
+    text = (tmp_path / "r.json").read_text()
+    assert text.startswith('{\n  "name": "squeeze",\n  "model": ') and text.endswith("}\n") and json.loads(text) == json.loads(json.dumps(record))
+    [message] = [m for m in caplog.messages if "Top-K at" in m]
+    assert re.fullmatch(
+        re.escape(f"squeeze (torchvision:squeezenet1_1, weights IMAGENET1K_V1 ({weights})): Top-K at 2 positions "
+                  f"(features.2 [spatial], features.5 [spatial]); 16 stimuli at 224 px fed as {preprocess.source}; loading took ")
+        + r"\d+\.\d s", message), message
+    # Its own options reach the sweep; random weights follow the entry's seed; a pin the file lacks stops the job.
+    sweeps.clear()
+    seeded = AtlasEntry("squeeze", "torchvision:squeezenet1_1", "random", seed=3, placement="features.[25]")
+    record = run_atlas_entry(seeded, tags, stimuli, raws, record_output=tmp_path / "s.json", ties_output=tmp_path / "t.csv", batch_size=4,
+                             ties="random", tie_seed=9, threads=2, device="cpu", images_per_class=1)
+    assert record["weights"] == "random (seed 3)" and record["seed"] == 3 and record["stimuli"] == 16
+    assert sweeps[0][1]["ties"] == "random" and sweeps[0][1]["tie_seed"] == 9 and sweeps[0][1]["batch_size"] == 4
+    assert sweeps[0][1]["ties_output"] == tmp_path / "t.csv" and threads[-1] == 2 and loads[-1] == ((224,), {"threads": 2, "per_class": 1})
+    with pytest.raises(InputDataError, match="not the pinned 0000"):
+        run_atlas_entry(AtlasEntry("squeeze", "torchvision:squeezenet1_1", str(weights), weights_sha256="0" * 64), tags, stimuli, raws,
+                        record_output=tmp_path / "u.json")
+    with pytest.raises(ValueError, match=r"^2 tags but 1 output files$"):
+        run_atlas_entry(entry, tags, stimuli, raws[:1], record_output=tmp_path / "v.json")

@@ -205,6 +205,10 @@ def test_texture_category_follows_the_toolbox_rule():
     assert texture_category("0001_s5n_s01_0_bird_00_bird3-clock2.png") == "clock"
     assert texture_category("airplane1-bicycle2.png") == "bicycle"
     assert texture_category("disk_00003-square.png") == "square"
+    # Only the part after the last "_" counts: a dot or a "-" before it (a folder-like prefix) is not read.
+    assert texture_category("run.1_0001_s5n_s01_0_bird_00_bird3-clock2.png") == "clock"
+    # No "-": the name's last part is the texture (the silhouette-style "<category><n>.png").
+    assert texture_category("0001_clock2.png") == "clock"
 
 
 def test_sixteen_class_decision_averages_probabilities_per_category():

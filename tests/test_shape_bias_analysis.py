@@ -16,8 +16,10 @@ import pandas as pd
 import pytest
 
 from topkshape.errors import InputDataError
+from topkshape.shape_bias import analysis
 from topkshape.shape_bias.analysis import (
     bootstrap_shape_bias,
+    class_shape_biases,
     raw_csv_problems,
     read_raw_csv,
     shape_bias,
@@ -310,3 +312,38 @@ def test_bootstrap_ci_is_reproducible_by_seed_and_brackets_the_shape_bias(no_war
 def test_bootstrap_defaults_are_1000_resamples_seed_0_and_95_percent(no_warnings):
     frame = frame_of([SHAPE] * 8 + [TEXTURE] * 4 + [OTHER] * 4)
     assert bootstrap_shape_bias(frame) == bootstrap_shape_bias(frame, samples=1000, seed=0, level=0.95)
+
+
+def test_bootstrap_is_the_percentile_interval_not_bca(no_warnings):
+    # 2 shape and 18 texture rows: a resample's shape bias is X / 20 with X ~ Binomial(20, 0.1).
+    # P(X = 0) = 0.122 > 0.025, so the 2.5th percentile is 0; P(X <= 4) = 0.957 and P(X <= 5) = 0.989
+    # bracket 0.975, so the 97.5th is 5 / 20 (each >= 5 standard errors away at 4000 resamples).
+    # BCa, scipy's default method, shifts the percentiles for this skew: its upper end is 6 / 20 with these resamples.
+    frame = frame_of([SHAPE] * 2 + [TEXTURE] * 18)
+    assert math.comb(20, 0) * 0.9**20 > 0.025
+    below = sum(math.comb(20, x) * 0.1**x * 0.9 ** (20 - x) for x in range(5))
+    assert below < 0.975 < below + math.comb(20, 5) * 0.1**5 * 0.9**15
+    assert bootstrap_shape_bias(frame, samples=4000, seed=1) == (0.0, 0.25)
+
+
+def test_bootstrap_defaults_are_1000_paired_percentile_resamples_at_95_percent(monkeypatch):
+    calls = []
+    real = analysis.stats.bootstrap
+
+    def spy(data, statistic, **options):
+        calls.append(options)
+        return real(data, statistic, **options)
+
+    monkeypatch.setattr(analysis.stats, "bootstrap", spy)
+    bootstrap_shape_bias(frame_of([SHAPE, TEXTURE, TEXTURE]))
+    assert len(calls) == 1
+    options = calls[0]
+    assert (options["n_resamples"], options["paired"], options["confidence_level"], options["method"]) == (1000, True, 0.95, "percentile")
+
+
+def test_mean_over_observers_is_a_series_named_shape_bias_indexed_by_category():
+    frame = frame_of([SHAPE, TEXTURE, SHAPE]).assign(subj=["a", "a", "b"])
+    # Observer a: 1 shape, 1 texture decision on cat -> 1/2; observer b: 1 shape -> 1; mean 3/4.
+    for series, expected in ((class_shape_biases(frame, mean_over_subjects=True), 0.75), (class_shape_biases(frame), 2 / 3)):
+        assert (series.name, series.index.name) == ("shape_bias", "category")
+        assert series.to_dict() == pytest.approx({"cat": expected})

@@ -495,6 +495,75 @@ def test_command_line_errors_are_one_line_with_status_1(resnet_inputs, tmp_path,
     assert not out.exists()
 
 
+def test_command_line_options_parse_to_their_types_and_defaults():
+    defaults = vars(evaluate._parser().parse_args(["--model", "alexnet"]))
+    assert defaults == {"model": "alexnet", "weights": "DEFAULT", "seed": 0, "weights_sha256": None, "fraction": None, "mode": "topk",
+                        "ties": "keep", "tie_seed": 0, "placement": None, "list_positions": False, "images": None, "out": None,
+                        "subject": None, "image_size": None, "batch_size": 32, "threads": 1, "device": None}
+    given = evaluate._parser().parse_args(["--arch", "vgg16", "--seed", "3", "--tie-seed", "4", "--positions", "features.1",
+                                           "--images", "cc", "--out", "o.csv", "--image-size", "64", "--batch-size", "8"])
+    assert (given.model, given.seed, given.tie_seed, given.placement) == ("vgg16", 3, 4, "features.1")
+    assert (given.images, given.out, given.image_size, given.batch_size) == (Path("cc"), Path("o.csv"), 64, 8)
+
+
+def test_command_line_needs_images_and_out_unless_it_lists_positions(resnet_inputs, capsys):
+    root, weights, model = resnet_inputs
+    for missing in (["--images", str(root)], ["--out", "o.csv"], []):
+        with pytest.raises(SystemExit) as exc:
+            evaluate.main(["--arch", "resnet18", "--weights", str(weights), *missing])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err.rstrip().endswith("error: --images and --out are required (unless --list-positions)")
+    assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--list-positions", "--image-size", "32"]) == 0
+    from topkshape.models.placement import format_positions, probe
+
+    assert capsys.readouterr().out == format_positions(probe(model, 32, 0)) + "\n"
+
+
+def test_command_line_writes_its_record_beside_the_csv_with_the_seed_pin_and_tie_seed_it_used(resnet_inputs, tmp_path, capsys, monkeypatch):
+    import hashlib
+    import json
+
+    root, weights, _ = resnet_inputs
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    seen = []
+    real = evaluate.with_inference_topk
+    monkeypatch.setattr(evaluate, "with_inference_topk", lambda *args, **kwargs: seen.append(kwargs) or real(*args, **kwargs))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    out = tmp_path / "raw.csv"
+    common = ["--images", str(root), "--out", str(out), "--image-size", "16"]
+    assert evaluate.main(["--model", "torchvision:resnet18", "--weights", str(weights), "--weights-sha256", digest, "--fraction", "0.5",
+                          "--ties", "random", "--tie-seed", "7", "--positions", "layer1", *common]) == 0
+    assert seen == [{"ties": "random", "tie_seed": 7}]
+    text = Path(f"{out}.json").read_text()
+    assert text.startswith('{\n  "model": ') and text.endswith("}\n")  # indented JSON, one key a line
+    record = json.loads(text)
+    assert record["subject"] == "resnet18-topk50"  # the label is the name after "torchvision:"
+    assert {key: record[key] for key in ("fraction", "mode", "ties", "placement", "positions", "weights_sha256")} == {
+        "fraction": 0.5, "mode": "topk", "ties": "random", "placement": "layer1", "positions": [{"module": "layer1", "kind": "spatial"}],
+        "weights_sha256": digest}
+    assert record["preprocessing"]["input_size"] == 16 and record["preprocessing"]["source"].endswith(", input size 16 from --image-size")
+    assert list(pd.read_csv(out).columns) == ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
+    # A pin the file does not have stops the run in one line, before anything is written.
+    out.unlink()
+    assert evaluate.main(["--arch", "resnet18", "--weights", str(weights), "--weights-sha256", "0" * 64, *common]) == 1
+    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
+    # Random weights follow --seed: the record's hash of the built weights changes with it, and only with it.
+    hashes = []
+    for seed in ("3", "3", "4"):
+        assert evaluate.main(["--arch", "resnet18", "--weights", "random", "--seed", seed, *common]) == 0
+        hashes.append(json.loads(Path(f"{out}.json").read_text())["weights_sha256"])
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_evaluate_cue_conflict_passes_device_and_defaults_to_batches_of_32_with_a_progress_bar(coded, monkeypatch):
+    root, reds = coded
+    seen = []
+    monkeypatch.setattr(evaluate, "model_decisions", lambda model, stimuli, **kwargs: seen.append(kwargs) or ["cat"] * len(stimuli))
+    rows = evaluate_cue_conflict(nn.Identity(), root, subject="s", image_size=8, device="cpu")
+    assert rows["object_response"].tolist() == ["cat"] * len(reds)
+    assert seen == [{"classes": None, "batch_size": 32, "device": "cpu", "progress": True, "desc": "cue-conflict s"}]
+
+
 # --- the sweep job ----------------------------------------------------------------------------
 
 
@@ -581,6 +650,93 @@ def test_tie_spread_runs_every_topk_setting_under_each_random_tie_order(resnet_i
         model = insert_topk(build_model("resnet18", fraction=None, weights=None), ["layer2"], fraction=fraction, mode=mode,
                             ties="random", tie_seed=int(seed))
         assert rows["object_response"].tolist() == _reference_decisions(model, root, 16), (seed, subject)
+
+
+def test_tie_spread_builds_each_setting_with_its_mode_random_ties_and_the_draws_seed(resnet_inputs, tmp_path, monkeypatch, caplog):
+    """What each draw asks for, read at the calls (on random weights and 16 px stimuli the decisions
+    rarely depend on the tie rule, so the test above cannot tell these apart)."""
+    from topkshape.shape_bias import run
+
+    root, _, _ = resnet_inputs
+    calls: dict[str, list] = {"load": [], "topk": [], "decide": [], "stimuli": []}
+
+    def spy(name, real):
+        def wrapped(*args, **kwargs):
+            calls[name].append((args, kwargs))
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(run, "_load_sweep", spy("load", run._load_sweep))
+    monkeypatch.setattr(run, "with_inference_topk", spy("topk", run.with_inference_topk))
+    monkeypatch.setattr(run, "model_decisions", spy("decide", run.model_decisions))
+    monkeypatch.setattr(run, "load_stimuli", spy("stimuli", run.load_stimuli))
+    real_plain = run.load_plain_model
+    # The weights name is recorded, then random weights are built: no download.
+    monkeypatch.setattr(run, "load_plain_model", lambda name, **kwargs: calls["load"].append(("plain", kwargs)) or real_plain(
+        name, **{**kwargs, "weights": None}))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    stride = run.TIE_SEED_STRIDE
+    with caplog.at_level(logging.INFO, logger="topkshape.shape_bias.run"):
+        table = run.run_tie_spread("resnet18", ["none", "topk50", "mean_replace25"], root, tmp_path / "s.csv", 2, weights="IMAGENET1K_V1",
+                                   image_size=16, batch_size=2, threads=2, device="cpu", images_per_class=1)
+    assert calls["load"] == [(("resnet18", root), {"weights": "IMAGENET1K_V1", "image_size": 16, "checkpoint": None, "threads": 2,
+                                                   "device": "cpu", "images_per_class": 1}),
+                             ("plain", {"weights": "IMAGENET1K_V1", "image_size": 16, "checkpoint": None})]
+    assert calls["stimuli"] == [((root, 16), {"threads": 2, "per_class": 1})]
+    assert len(table) == 2 * 2 * 2  # 1 stimulus per category (2) x 2 settings x 2 draws
+    settings = [(0.5, "topk"), (0.25, "mean_replace")]
+    assert [(args[2:], kwargs) for args, kwargs in calls["topk"]] == [
+        ((fraction, mode), {"ties": "random", "tie_seed": draw * stride}) for draw in (0, 1) for fraction, mode in settings]
+    assert [kwargs for _, kwargs in calls["decide"]] == [
+        {"classes": None, "batch_size": 2, "device": torch.device("cpu"), "desc": f"resnet18-{tag} tie draw {draw}"}
+        for draw in (0, 1) for tag in ("topk50", "mean_replace25")]
+    draws = [re.sub(r"took \d+\.\d s$", "took T s", m) for m in caplog.messages if "tie draw" in m]
+    assert draws == ["resnet18: tie draw 1 of 2 (2 settings) took T s", "resnet18: tie draw 2 of 2 (2 settings) took T s"]
+    # The defaults: one draw is enough; 224 px, batches of 32, one thread, the device chosen, every stimulus.
+    for name in calls:
+        calls[name].clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run.run_tie_spread("resnet18", ["topk50"], root, tmp_path / "d.csv", 1)
+    assert calls["load"] == [(("resnet18", root), {"weights": None, "image_size": 224, "checkpoint": None, "threads": 1, "device": None,
+                                                   "images_per_class": None}),
+                             ("plain", {"weights": None, "image_size": 224, "checkpoint": None})]
+    assert calls["stimuli"] == [((root, 224), {"threads": 1, "per_class": None})]
+    assert [kwargs["batch_size"] for _, kwargs in calls["decide"]] == [32]
+    assert [kwargs["device"] for _, kwargs in calls["decide"]] == [torch.device("cpu")]
+
+
+def test_sweep_job_passes_its_options_to_the_loading_and_the_settings(resnet_inputs, tmp_path, monkeypatch):
+    from topkshape.shape_bias import run
+
+    root, _, _ = resnet_inputs
+    loads, sweeps = [], []
+    real_load = run._load_sweep
+    monkeypatch.setattr(run, "_load_sweep", lambda *args, **kwargs: loads.append(kwargs) or real_load(*args, **kwargs))
+    monkeypatch.setattr(run, "sweep_settings", lambda *args, **kwargs: sweeps.append((args[3:6], kwargs)) or {})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    outs = [tmp_path / "a.csv"]
+    run.run_cue_conflict_sweep("resnet18", ["topk50"], root, outs, image_size=16, batch_size=3, threads=2, device="cpu", images_per_class=1,
+                               ties="random", ties_output=tmp_path / "t.csv")
+    run.run_cue_conflict_sweep("resnet18", ["topk50"], root, outs, image_size=16, device="cpu")
+    assert [load["images_per_class"] for load in loads] == [1, None] and [load["threads"] for load in loads] == [2, 1]
+    assert [args for args, _ in sweeps] == [("resnet18", ["topk50"], outs)] * 2
+    for (_, kwargs), expected in zip(sweeps, [{"batch_size": 3, "ties": "random", "tie_seed": 0, "ties_output": tmp_path / "t.csv"},
+                                              {"batch_size": 32, "ties": None, "tie_seed": 0, "ties_output": None}]):
+        assert {key: kwargs[key] for key in expected} == expected
+
+
+def test_tie_counter_describes_each_layer_as_shares_of_its_channels_and_kept_entries():
+    from topkshape.shape_bias.run import TieCounter
+
+    counter = TieCounter(nn.Identity())
+    assert counter.describe() == "no Top-K layer"
+    counter.counts = {
+        "a": {"channels": 4, "channels_with_ties": 1, "kept": 8, "kept_by_tie_order": 2, "kept_by_nonzero_tie_order": 1},
+        "b": {"channels": 0, "channels_with_ties": 0, "kept": 0, "kept_by_tie_order": 0, "kept_by_nonzero_tie_order": 0},
+    }
+    assert counter.describe() == (
+        "a: 25.0% of channels tie at the threshold, 25.0% of kept entries chosen by tie order (12.5% among equal non-zero values); "
+        "b: 0.0% of channels tie at the threshold, 0.0% of kept entries chosen by tie order (0.0% among equal non-zero values)")
 
 
 def test_sweep_passes_ties_and_threads_and_refuses_mismatched_outputs(resnet_inputs, tmp_path, monkeypatch):

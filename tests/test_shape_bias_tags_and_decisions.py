@@ -21,6 +21,8 @@ def test_setting_tag_is_none_without_topk_and_mode_plus_k_percent_otherwise():
     assert setting_tag(0.025, "mean_replace") == "mean_replace2.5"
     # 100 * 0.07 is 7.000000000000001 in floats; the tag still reads 7.
     assert setting_tag(0.07) == "topk7"
+    # K% is rounded to 6 decimals before its 6 significant digits are printed: 0.0012345649 -> 0.001235.
+    assert setting_tag(1.2345649e-5) == "topk0.001235"
 
 
 def test_sweep_tags_start_with_none_then_every_fraction_per_mode():
