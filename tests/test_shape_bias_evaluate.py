@@ -555,6 +555,22 @@ def test_command_line_writes_its_record_beside_the_csv_with_the_seed_pin_and_tie
     assert hashes[0] == hashes[1] != hashes[2]
 
 
+def test_command_line_labels_a_python_builder_by_its_function_and_names_a_bad_fraction(coded, tmp_path, capsys, monkeypatch):
+    (tmp_path / "cli_nets.py").write_text(
+        "from torch import nn\n\n\ndef tiny():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1000))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    root, _ = coded
+    out = tmp_path / "raw.csv"
+    common = ["--model", "python:cli_nets:tiny", "--weights", "random", "--images", str(root), "--out", str(out), "--image-size", "8"]
+    assert evaluate.main([*common, "--fraction", "0.5", "--positions", "1"]) == 0
+    assert capsys.readouterr().out.startswith("5 decisions of tiny-topk50 at 1 positions (1) ")
+    assert set(pd.read_csv(out)["subj"]) == {"tiny-topk50"}
+    assert evaluate.main([*common, "--fraction", "1.5", "--positions", "1"]) == 1
+    assert capsys.readouterr().err == "topkshape: Top-K fraction must be in (0, 1], got 1.5\n"
+
+
 def test_evaluate_cue_conflict_passes_device_and_defaults_to_batches_of_32_with_a_progress_bar(coded, monkeypatch):
     root, reds = coded
     seen = []
