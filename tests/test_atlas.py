@@ -164,6 +164,7 @@ def test_one_entry_job_passes_its_settings_on_and_records_the_weights_it_read(st
         re.escape(f"squeeze (torchvision:squeezenet1_1, weights IMAGENET1K_V1 ({weights})): Top-K at 2 positions "
                   f"(features.2 [spatial], features.5 [spatial]); 16 stimuli at 224 px fed as {preprocess.source}; loading took ")
         + r"\d+\.\d s", message), message
+    assert float(re.search(r"loading took (\d+\.\d) s", message)[1]) < 300  # a duration, not a clock reading
     # Its own options reach the sweep; random weights follow the entry's seed; a pin the file lacks stops the job.
     sweeps.clear()
     seeded = AtlasEntry("squeeze", "torchvision:squeezenet1_1", "random", seed=3, placement="features.[25]")
@@ -177,3 +178,11 @@ def test_one_entry_job_passes_its_settings_on_and_records_the_weights_it_read(st
                         record_output=tmp_path / "u.json")
     with pytest.raises(ValueError, match=r"^2 tags but 1 output files$"):
         run_atlas_entry(entry, tags, stimuli, raws[:1], record_output=tmp_path / "v.json")
+
+
+def test_an_entry_placed_paper_gets_the_papers_positions_for_its_architecture():
+    from topkshape.shape_bias.atlas import load_entry
+    from topkshape.shape_bias.evaluate import paper_topk_positions
+
+    _, positions = load_entry(AtlasEntry("alex", "torchvision:alexnet", placement="paper"))
+    assert [p.name for p in positions] == list(paper_topk_positions("alexnet"))
