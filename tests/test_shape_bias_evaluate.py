@@ -708,6 +708,14 @@ def test_tie_spread_builds_each_setting_with_its_mode_random_ties_and_the_draws_
         for draw in (0, 1) for tag in ("topk50", "mean_replace25")]
     draws = [re.sub(r"took \d+\.\d s$", "took T s", m) for m in caplog.messages if "tie draw" in m]
     assert draws == ["resnet18: tie draw 1 of 2 (2 settings) took T s", "resnet18: tie draw 2 of 2 (2 settings) took T s"]
+    assert all(float(re.search(r"took (\d+\.\d) s$", m)[1]) < 300 for m in caplog.messages if "tie draw" in m)  # durations
+    from topkshape.shape_bias.analysis import RAW_COLUMNS
+
+    assert table.index.tolist() == list(range(8))
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == [*RAW_COLUMNS, "tie_seed"]  # no index column
+    # No setting with Top-K: a header-only file with the same columns.
+    empty = run.run_tie_spread("resnet18", ["none"], root, tmp_path / "e.csv", 1, image_size=16, device="cpu")
+    assert empty.empty and list(pd.read_csv(tmp_path / "e.csv").columns) == [*RAW_COLUMNS, "tie_seed"]
     # The defaults: one draw is enough; 224 px, batches of 32, one thread, the device chosen, every stimulus.
     for name in calls:
         calls[name].clear()
