@@ -1,7 +1,7 @@
 # Beyond the paper: model-vs-human's out-of-distribution benchmark for every atlas entry, with and without
 # Top-K. The 17 datasets and the human observers' decisions are downloads (pinned); one job per entry and
 # dataset evaluates the entry at every setting; the report sets the benchmark beside the atlas's shape bias.
-from topkshape.robustness.ood import human_files
+from topkshape.robustness.ood_datasets import human_files
 
 OOD = config["robustness"]["ood"]
 OOD_NAMES = OOD["datasets"]

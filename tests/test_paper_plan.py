@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from topkshape.robustness.ood import OOD_DATASETS
+from topkshape.robustness.ood_datasets import OOD_DATASETS
 from workflow_support import copy_workflow, snakemake, write_config
 
 pytestmark = pytest.mark.slow

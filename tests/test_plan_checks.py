@@ -4,6 +4,8 @@ paper config refuses, set-resources/set-threads entries naming no rule, empty SL
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -11,7 +13,7 @@ import yaml
 from topkshape.config import unpinned_downloads, validate_config
 from topkshape.plan_checks import resource_problems
 from topkshape.pretrained import name_prefix, torchvision_file, workflow_weight_files
-from topkshape.robustness.ood import OOD_DATASETS
+from topkshape.robustness.ood_datasets import OOD_DATASETS
 from workflow_support import ROOT, copy_workflow, snakemake, write_config
 
 PAPER = {**yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), "imagenet_root": "/data/ILSVRC2012"}
@@ -134,3 +136,15 @@ def test_a_local_weights_file_that_is_not_there_stops_before_any_job(tmp_path, k
     config[section] = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())[section]
     with pytest.raises(ConfigError, match="config key 'paper_data.base_url': neither a URL nor an existing folder"):
         validate_config({**config, "paper_data": {"base_url": str(tmp_path / "mirror")}})
+
+
+def test_planning_the_embedded_default_imports_neither_torch_nor_scipy(tmp_path):
+    """Every `snakemake` call parses the Snakefile: the default's plan once paid ~4 s of imports (torch,
+    torchvision, SciPy) for nothing it used. A module the rules import at parse time must stay light."""
+    work = copy_workflow(tmp_path / "wf")
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "all", "--cores", "2"], cwd=work,
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "topkshape.config" in imported and "topkshape.robustness.ood_datasets" in imported  # the rules' modules were seen
+    assert not imported & {"torch", "torchvision", "scipy"}, sorted(imported & {"torch", "torchvision", "scipy"})

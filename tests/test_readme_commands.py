@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from topkshape.robustness.ood import OOD_DATASETS
+from topkshape.robustness.ood_datasets import OOD_DATASETS
 from workflow_support import ROOT
 
 pytestmark = pytest.mark.slow

@@ -19,16 +19,15 @@ from conftest import needs_shared
 from test_robustness_consistency import RAW
 from topkshape.errors import InputDataError
 from topkshape.robustness.ood import (
-    OOD_DATASETS,
     RAW_COLUMNS,
     entry_raw_decisions,
     fetch_human_raw_data,
     fetch_ood_dataset,
-    human_files,
     list_trials,
     model_raw_decisions,
     read_raw_data,
 )
+from topkshape.robustness.ood_datasets import OOD_DATASETS, human_files
 from topkshape.shape_bias.decisions import sixteen_class_indices
 from topkshape.smoke.server import serving
 

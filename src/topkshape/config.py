@@ -615,7 +615,7 @@ def _count_problems(config: dict[str, Any], mask_figures: bool) -> Iterator[str]
 def _ood_problems(config: dict[str, Any]) -> Iterator[str]:
     """The OOD benchmark evaluates the atlas's models at settings whose shape bias the atlas measures."""
     ood, shape_bias = config["robustness"]["ood"], config["shape_bias"]
-    from topkshape.robustness.ood import OOD_DATASETS
+    from topkshape.robustness.ood_datasets import OOD_DATASETS
 
     for name in ood["sha256"]:
         if name not in OOD_DATASETS:

@@ -18,13 +18,16 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from topkshape.checkpoint import load_state_strict, load_torch_file
 from topkshape.errors import ConfigError, InputDataError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported by the functions that load weights, not here: the Snakefile plans with this module,
+# and every `snakemake` call of a configuration without pretrained files would pay ~1.3 s for it.
 
 TORCHVISION_URL = "https://download.pytorch.org/models"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -88,6 +91,8 @@ def name_prefix(file: str) -> str | None:
 
 def load_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
     """A state-dict file, weights-only; one-line errors for anything else."""
+    from topkshape.checkpoint import load_torch_file
+
     state = load_torch_file(path, what)
     if not isinstance(state, dict):
         raise InputDataError(f"{path} holds a {type(state).__name__}, not a state dict ({what})")
@@ -96,6 +101,8 @@ def load_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
 
 def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module:
     """Load a state-dict file into ``model`` strictly, with a one-line error naming the first misfit."""
+    from topkshape.checkpoint import load_state_strict
+
     load_state_strict(model, load_state(path, what), str(path), type(model).__name__)
     return model
 
@@ -103,6 +110,8 @@ def load_into(model: nn.Module, path: str | os.PathLike, what: str) -> nn.Module
 def load_weights_file(model: nn.Module, path: str | os.PathLike) -> None:
     """A state-dict file (or a checkpoint holding one under ``state_dict``/``model``) into ``model``,
     weights-only and strictly; one-line errors naming the file."""
+    from topkshape.checkpoint import load_state_strict, load_torch_file
+
     state = load_torch_file(path, "weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):

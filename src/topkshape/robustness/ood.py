@@ -27,16 +27,11 @@ from topkshape.atomic import atomic_directory, atomic_file
 from topkshape.download import download_file, unpack_archive
 from topkshape.errors import InputDataError
 from topkshape.models.zoo import STIMULUS_SIZE
+from topkshape.robustness.ood_datasets import HUMAN_BASE_URL, human_files
 from topkshape.shape_bias.atlas import AtlasEntry, load_entry
 from topkshape.shape_bias.evaluate import Stimuli, decode_stimulus, model_decisions, with_inference_topk
 from topkshape.shape_bias.tags import tag_setting
 
-OOD_DATASETS = (
-    "colour", "contrast", "high-pass", "low-pass", "phase-scrambling", "power-equalisation", "false-colour",
-    "rotation", "eidolonI", "eidolonII", "eidolonIII", "uniform-noise", "sketch", "stylized", "edge",
-    "silhouette", "cue-conflict",
-)
-"""The 17 datasets of Geirhos et al. (2021), as model-vs-human names them."""
 RELEASE_URL = "https://github.com/bethgelab/model-vs-human/releases/download/v0.1/{name}.tar.gz"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".JPEG"}
 RAW_COLUMNS = ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
@@ -97,22 +92,6 @@ def fetch_ood_dataset(url: str, sha256: str | None, out_dir: str | Path, *, requ
         with atomic_directory(out_dir) as target:
             shutil.copytree(root, target, dirs_exist_ok=True)
     return Path(out_dir)
-
-
-HUMAN_MANIFEST = "ood_human_decisions_sha256.json"
-HUMAN_BASE_URL = "https://raw.githubusercontent.com/bethgelab/model-vs-human/79ed7cd1d9ac3a114e71b6638f0a98bdd627316c/raw-data"
-
-
-def human_files(dataset: str) -> dict[str, str]:
-    """The human observers' raw-decision files of ``dataset`` and their SHA-256, shipped in the package
-    (model-vs-human commit 79ed7cd, ``raw-data/<dataset>/``)."""
-    import json
-    from importlib import resources
-
-    if dataset not in OOD_DATASETS:
-        raise InputDataError(f"unknown OOD dataset {dataset!r}; choose from {list(OOD_DATASETS)}")
-    files = json.loads(resources.files("topkshape.data").joinpath(HUMAN_MANIFEST).read_text())["files"]
-    return {key.split("/", 1)[1]: digest for key, digest in files.items() if key.split("/", 1)[0] == dataset}
 
 
 def fetch_human_raw_data(dataset: str, out_dir: str | Path, *, base_url: str = HUMAN_BASE_URL, require_pinned: bool = False) -> list[Path]:

@@ -3,17 +3,15 @@
 ``analysis``: shape bias overall and per category from raw decision CSVs.
 ``decisions``: 1000-class ImageNet probabilities to the 16 benchmark categories.
 ``evaluate``: run a classifier over cue-conflict images and write model-vs-human's raw CSV.
+
+The analysis names load lazily: the Snakefile imports ``topkshape.shape_bias.tags`` to plan, and
+importing this package must not cost it pandas and SciPy (half a second per `snakemake` call).
 """
 
-from topkshape.shape_bias.analysis import (
-    RAW_COLUMNS,
-    bootstrap_shape_bias,
-    class_shape_biases,
-    read_raw_csv,
-    shape_bias,
-    shape_bias_per_category,
-    texture_category,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "RAW_COLUMNS",
@@ -24,3 +22,9 @@ __all__ = [
     "shape_bias_per_category",
     "texture_category",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("topkshape.shape_bias.analysis"), name)
+    raise AttributeError(f"module 'topkshape.shape_bias' has no attribute {name!r}")
