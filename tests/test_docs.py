@@ -68,9 +68,10 @@ def test_the_site_builds_strictly(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").is_file()
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    for module in ("topkshape.ops", "topkshape.models", "topkshape.shape_bias"):
+    for module in ("topkshape.ops", "topkshape.models", "topkshape.shape_bias.analysis"):
         assert f'id="{module}"' in api, f"the API page does not render {module}"
     assert 'id="topkshape.ops.TopK"' in api and 'id="topkshape.models.insert_topk"' in api
+    assert 'id="topkshape.shape_bias.analysis.bootstrap_shape_bias"' in api
 
 
 def test_every_page_is_in_the_navigation_and_every_nav_entry_exists():
