@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import urllib.request
 
 import pandas as pd
@@ -13,10 +14,12 @@ import pytest
 import yaml
 from PIL import Image
 
+from topkshape.pretrained import inception_file, torchvision_file
+from topkshape.smoke import __main__ as smoke_main
 from topkshape.smoke.checks import PAPER_RULES, SmokeCheckError, check_shape_bias, check_summary, check_table1, check_table1b, check_table2
 from topkshape.smoke.imagenet_tree import write_imagenet_tree
 from topkshape.smoke.server import serving
-from topkshape.smoke.served_files import downloads_overlay
+from topkshape.smoke.served_files import ADAIN_FILES, TORCHVISION_ARCHS, downloads_overlay, write_served_tree
 
 
 def _summary(rules, status="ok"):
@@ -166,3 +169,25 @@ def test_table1b_check_wants_every_models_corruptions_and_severities_and_the_cor
     pd.DataFrame(rows[1:]).to_csv(tmp_path / "corruption_accuracy.csv", index=False)  # baseline lacks fog
     with pytest.raises(SmokeCheckError, match="S1 baseline lacks corruptions or severities"):
         check_table1b(tmp_path, ["S1"], corruptions)
+
+
+def test_the_served_tree_outlives_the_command_and_a_later_run_reuses_its_files(tmp_path, monkeypatch, capsys):
+    """`dvc repro all@paper-smoke` runs the smoke command once per stage: remaking 1.5 GB of random weights
+    each time took 16 s, so the tree stays, and what is there is served again as it is."""
+    paper, human = tmp_path / "paper", tmp_path / "human"
+    for folder in (paper / "style_target", paper / "fewshot", paper / "cue-conflict", human / "cue-conflict"):
+        folder.mkdir(parents=True)
+    serve = tmp_path / "work" / "serve"
+    kept = [serve / "torchvision" / torchvision_file(arch, "DEFAULT") for arch in TORCHVISION_ARCHS]
+    kept += [serve / "adain" / name for name in ADAIN_FILES] + [serve / "fidelity" / inception_file()]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(path.name.encode())
+    files = write_served_tree(serve, paper, human)
+    assert sorted(files.values()) == sorted(kept) and all(path.read_bytes() == path.name.encode() for path in kept)
+
+    monkeypatch.setattr(smoke_main, "prepare", lambda work, *_: (work / "downloads.yaml", files))
+    args = ["--work", str(tmp_path / "work"), "--paper-data", str(paper), "--model-vs-human", str(human), "--port", "0"]
+    assert smoke_main.main([*args, "--", sys.executable, "-c", "pass"]) == 0
+    assert "command ended with 0" in capsys.readouterr().out
+    assert all(path.read_bytes() == path.name.encode() for path in kept)
