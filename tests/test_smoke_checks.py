@@ -172,7 +172,7 @@ def test_table1b_check_wants_every_models_corruptions_and_severities_and_the_cor
 
 
 def test_the_served_tree_outlives_the_command_and_a_later_run_reuses_its_files(tmp_path, monkeypatch, capsys):
-    """`dvc repro all@paper-smoke` runs the smoke command once per stage: remaking 1.5 GB of random weights
+    """`dvc repro all@paper-smoke` runs the smoke command once per stage: remaking 1.6 GB of random weights
     each time took 16 s, so the tree stays, and what is there is served again as it is."""
     paper, human = tmp_path / "paper", tmp_path / "human"
     for folder in (paper / "style_target", paper / "fewshot", paper / "cue-conflict", human / "cue-conflict"):

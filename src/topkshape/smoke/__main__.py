@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         overlay, _ = prepare(args.work, args.paper_data, args.model_vs_human, args.port)
         command = args.command or snakemake_command(overlay, args.cores, [])
         start = time.perf_counter()
-        # The served tree (1.5 GB of seeded random weights) is kept for the next command: `dvc repro` runs
+        # The served tree (1.6 GB of seeded random weights, du) is kept for the next command: `dvc repro` runs
         # one per stage, and rebuilding it took ~16 s each (measured in docs/paper-run.md).
         with serving(args.work / "serve", args.port):
             print(f"smoke: serving downloads on 127.0.0.1:{args.port}; running {' '.join(command)}", flush=True)
